@@ -1,0 +1,1 @@
+"""chaos: a fault-injection and chaos test suite for userspace OOM killers."""

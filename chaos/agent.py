@@ -1,0 +1,532 @@
+"""The agent: runs one Scenario inside a testbed and writes its Result.
+
+It is the only code that runs inside the testbed. Everything it needs arrives
+in the spec; everything it learned leaves in the result file. Order of work:
+cgroups -> probes -> killer (ready-check) -> bystanders -> stressors -> wait
+for the victim's death, the deadline, or a hang -> teardown -> result.
+Teardown runs on every path, including SIGTERM/SIGINT.
+
+Usage: python -m chaos.agent --spec spec.json --out result.json [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import select
+import signal
+import sys
+import threading
+import time
+import traceback
+from contextlib import ExitStack
+from pathlib import Path
+
+from chaos import stressors, targets
+from chaos.cgroupfs import CgroupTree
+from chaos.probes.attribution import attribute, exit_times
+from chaos.probes.sampler import ArenaSource, Sampler
+from chaos.probes.tracing import TraceRecord, TraceSession, TracingError
+from chaos.procs import Child, protect_self, spawn
+from chaos.result import (
+    BystanderOutcome,
+    Event,
+    KernelInfo,
+    KillerInfo,
+    Metrics,
+    Result,
+    TestbedResult,
+    VictimOutcome,
+)
+from chaos.scenario import Scenario, SpecError
+from chaos.targets.base import Launch, Layout, Target, TargetError
+
+HARNESS_MEMORY_MIN = 96 << 20
+SCENARIO_EVENTS = ("signal/signal_generate", "oom/mark_victim", "sched/sched_process_exit")
+KILLER_EVENTS = ("vmscan/mm_vmscan_direct_reclaim_begin", "vmscan/mm_vmscan_direct_reclaim_end",
+                 "vmscan/mm_vmscan_memcg_reclaim_begin", "vmscan/mm_vmscan_memcg_reclaim_end",
+                 "vmscan/mm_vmscan_throttled")
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    raise Interrupted(f"agent received signal {signum}")
+
+
+def ns_to_ms(ns: float) -> float:
+    return round(ns / 1e6, 3)
+
+
+class Run:
+    """State of one scenario run inside the testbed."""
+
+    def __init__(self, scenario: Scenario, workdir: Path) -> None:
+        self.s = scenario
+        self.workdir = workdir
+        self.result = Result(scenario=scenario.id, run_id=scenario.run_id,
+                             spec=dataclasses.asdict(scenario))
+        self.tree: CgroupTree | None = None
+        self.sampler: Sampler | None = None
+        self.trace: TraceSession | None = None
+        self.killer_trace: TraceSession | None = None
+        self.target: Target = targets.load(scenario.killer)
+        self.killer: Child | None = None
+        self.victims: list[tuple[Child, str, str]] = []  # child, instance, stressor name
+        self.bystanders: list[Child] = []
+        self.killer_tids: set[int] = set()
+        self.events: list[Event] = []
+        self.vmstat_oom_start = 0
+
+    # -- set-up -------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Everything that can be refused is refused here, before anything starts."""
+        self.s.validate()
+        for st in self.s.stressors:
+            stressors.parse(st.name, st.params)
+            if st.runtime != "cgroup":
+                raise SpecError(f"stressor {st.instance}: runtime {st.runtime} is not available "
+                                "in this agent yet")
+        tb = self.s.testbed
+        if tb.kind == "local" and tb.arena_mib == 0 and os.environ.get(
+                "CHAOS_ALLOW_HOST_PRESSURE") != "1":
+            raise SpecError("local testbed without an arena needs --allow-host-pressure")
+        self.target.check()
+
+    def setup(self, stack: ExitStack) -> None:
+        s = self.s
+        r = self.result
+        r.started_ns = time.monotonic_ns()
+        r.kernel = KernelInfo(release=platform.release(),
+                              cmdline=_read("/proc/cmdline").strip())
+        r.testbed = TestbedResult(kind=s.testbed.kind, accel=s.testbed.accel,
+                                  memory_mib=_mem_total_mib(), cpus=os.cpu_count() or 0,
+                                  swap_mib=_swap_total_mib(), arena_mib=s.testbed.arena_mib,
+                                  host=platform.node())
+        r.system = _system_info()
+        r.system["harness_protection"] = ",".join(protect_self())
+        self.tree = CgroupTree.create(f"chaos-{s.run_id}")
+        stack.callback(self.tree.destroy)
+        tree = self.tree
+        for rel in ("harness", "killer", "arena/workload", "arena/bystanders"):
+            tree.make(rel)
+        if tree.version == 2:
+            tree.write("harness", "memory.min", str(HARNESS_MEMORY_MIN))
+            tree.add_pid("harness", os.getpid())
+            # Leave the tree before it is killed and removed (runs before tree.destroy).
+            stack.callback(lambda: (tree.root.parent / "cgroup.procs").write_text(
+                str(os.getpid())))
+        arena: ArenaSource | None = None
+        if s.testbed.arena_mib:
+            tree.set_memory_max("arena", s.testbed.arena_mib << 20)
+            arena = ArenaSource(tree.path("arena") / tree.v1_name("memory.current"),
+                                s.testbed.arena_mib << 20)
+        psi = Path("/proc/pressure/memory")
+        if arena is not None and tree.version == 2:
+            psi = tree.path("arena") / "memory.pressure"
+        self.layout = Layout(cgroup_root=tree.root, cgroup_version=tree.version,
+                             workdir=self.workdir, harness_pids=(os.getpid(),))
+        try:
+            self.trace = TraceSession(f"chaos-{s.run_id}", SCENARIO_EVENTS,
+                                      filters={"signal/signal_generate":
+                                               "sig == 9 || sig == 15 || sig == 6 || sig == 2"},
+                                      buffer_kb=8192).start()
+            stack.callback(self.trace.remove)
+        except (TracingError, OSError) as exc:
+            self._event(time.monotonic_ns(), "warning", detail=f"no tracing: {exc}")
+        self.sampler = Sampler(s.sample_hz, s.deadline_s + s.settle_s + 30, s.danger, psi, arena,
+                               on_danger=lambda t: None)
+        self.vmstat_oom_start = _vmstat("oom_kill")
+        self.sampler.start()
+        stack.callback(self.sampler.stop)
+        self.kmsg = _Kmsg()
+        stack.callback(self.kmsg.close)
+
+    def start_killer(self, stack: ExitStack) -> None:
+        r = self.result
+        r.killer = KillerInfo(name=self.s.killer.name, version=self.target.version())
+        launch = self.target.launch(self.s, self.layout)
+        if launch is None:
+            return
+        if launch.config_text:
+            path = launch.config_path or self.workdir / "killer.conf"
+            path.write_text(launch.config_text)
+            r.killer.config = launch.config_text
+        env = {**os.environ, **launch.env}
+        self.killer = spawn("killer", launch.argv, self.layout.killer, env=env,
+                            log_path=self.workdir / "killer.log",
+                            ready_pattern=launch.ready_pattern or "\0never")
+        stack.callback(self._stop_killer)
+        r.killer.pids = [self.killer.pid]
+        try:
+            self.killer_trace = TraceSession(f"chaos-{self.s.run_id}-killer", KILLER_EVENTS,
+                                             pids=(self.killer.pid,), buffer_kb=4096).start()
+            stack.callback(self.killer_trace.remove)
+        except (TracingError, OSError):
+            self.killer_trace = None
+        self._wait_ready(launch)
+
+    def _wait_ready(self, launch: Launch) -> None:
+        assert self.killer is not None
+        t_start = time.monotonic()
+        deadline = t_start + launch.ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.killer.popen.poll() is not None:
+                time.sleep(0.1)  # let the reader drain the last lines
+                raise TargetError(f"killer {self.s.killer.name} exited at start-up "
+                                  f"(status {self.killer.popen.returncode}): "
+                                  + " | ".join(list(self.killer.lines)[-5:]))
+            if launch.ready_pattern:
+                if self.killer.ready.wait(0.05):
+                    break
+            elif time.monotonic() - t_start >= launch.ready_after_s:
+                break
+            else:
+                time.sleep(0.05)
+        else:
+            raise TargetError(f"killer {self.s.killer.name} not ready within "
+                              f"{launch.ready_timeout_s:.0f} s: "
+                              + " | ".join(list(self.killer.lines)[-5:]))
+        self._track_killer_tids()
+        self._event(time.monotonic_ns(), "killer_ready", pid=self.killer.pid)
+
+    def start_bystanders(self, stack: ExitStack) -> None:
+        for b in self.s.bystanders:
+            cg = self.tree.make(f"arena/bystanders/{b.instance}") if self.tree else None
+            child = spawn(b.instance, [sys.executable, "-m", "chaos.probes.bystander",
+                                       "--rss-mib", str(b.rss_mib),
+                                       "--interval-ms", str(b.interval_ms)],
+                          cg, ready_pattern='"ready"')
+            self.bystanders.append(child)
+            stack.callback(child.stop)
+        for child in self.bystanders:
+            if not child.ready.wait(60):
+                raise TargetError(f"bystander {child.name} did not start: {child.output()}")
+
+    def start_stressors(self, stack: ExitStack) -> None:
+        assert self.tree is not None
+        for st in self.s.stressors:
+            cg = self.tree.make(f"arena/workload/{st.instance}")
+            child = spawn(st.instance, stressors.command(st.name, st.params), cg)
+            stack.callback(child.stop)
+            self.victims.append((child, st.instance, st.name))
+            self._event(time.monotonic_ns(), "stressor_start", pid=child.pid, comm=st.instance,
+                        detail=st.name)
+
+    # -- waiting ------------------------------------------------------------------------------
+    def wait(self) -> None:
+        s = self.s
+        assert self.sampler is not None
+        deadline = time.monotonic() + s.deadline_s
+        expected = {c.pid for c, inst, _ in self.victims
+                    if next(x for x in s.stressors if x.instance == inst).victim}
+        watched: dict[int, Child] = {}
+        poller = select.poll()
+        for child in [c for c, _, _ in self.victims] + self.bystanders + (
+                [self.killer] if self.killer else []):
+            poller.register(child.pidfd, select.POLLIN)
+            watched[child.pidfd] = child
+        last_tids = 0.0
+        while time.monotonic() < deadline:
+            for fd, _ in poller.poll(50):
+                t = time.monotonic_ns()
+                child = watched.pop(fd)
+                poller.unregister(fd)
+                child.reap(t)
+                if child is self.killer:
+                    self.result.killer.exited = True
+                    self.result.killer.exit_status = child.returncode
+                    self._event(t, "killer_exit", pid=child.pid, detail=f"rc={child.returncode}")
+                else:
+                    self._event(t, "exit", pid=child.pid, comm=child.name,
+                                signal=child.exit_signal or 0, source="pidfd",
+                                detail=f"rc={child.returncode}")
+            if time.monotonic() - last_tids > 0.1:
+                self._track_killer_tids()
+                last_tids = time.monotonic()
+            if expected and all(not c.alive() for c, _, _ in self.victims if c.pid in expected):
+                gone = max(c.exit_t_ns or 0 for c, _, _ in self.victims if c.pid in expected)
+                self.sampler.victim_gone_t_ns = gone
+                self._settle(min(deadline, time.monotonic() + s.settle_s))
+                return
+
+    def _settle(self, until: float) -> None:
+        assert self.sampler is not None
+        while time.monotonic() < until and self.sampler.recovered_t_ns is None:
+            time.sleep(0.05)
+
+    def _track_killer_tids(self) -> None:
+        if self.killer is None or self.tree is None:
+            return
+        for pid in self.tree.pids("killer"):
+            try:
+                self.killer_tids.update(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+            except OSError:
+                continue
+
+    # -- teardown and the result --------------------------------------------------------------
+    def _stop_killer(self) -> None:
+        if self.killer is not None:
+            self.result.killer.log = self.killer.output()[-200_000:]
+            self.killer.stop()
+
+    def finish(self) -> None:
+        """Collect everything once all processes are stopped."""
+        r = self.result
+        s = self.s
+        records: list[TraceRecord] = []
+        if self.trace is not None:
+            self.trace.stop()
+            records = self.trace.records()
+            dropped = self.trace.dropped()
+            if dropped:
+                self._event(time.monotonic_ns(), "warning", detail=f"tracefs dropped {dropped}")
+            if self.trace.missing:
+                r.system["trace_missing"] = ",".join(self.trace.missing)
+        kernel_exit = exit_times(records)
+        harness_tids = {int(t) for t in os.listdir("/proc/self/task")}
+        for child, instance, name in self.victims:
+            spec = next(x for x in s.stressors if x.instance == instance)
+            died = child.exit_t_ns is not None
+            att = attribute(child.pid, records, self.killer_tids, harness_tids,
+                            before_ns=child.exit_t_ns)
+            outcome = VictimOutcome(instance=instance, pid=child.pid, cgroup=spec.cgroup,
+                                    died=died, exit_t_ns=child.exit_t_ns if died else None,
+                                    exit_signal=child.exit_signal if died else None,
+                                    exit_code=child.exit_code if died else None,
+                                    killed_by=att.killed_by if died else "",
+                                    killer_comm=att.sender_comm, signal_t_ns=att.signal_t_ns,
+                                    expected=spec.victim, stressor=name,
+                                    activity=_activity(child))
+            if died and not att.killed_by and child.exit_signal:
+                outcome.killed_by = "other"
+            r.victims.append(outcome)
+            if att.signal_t_ns is not None and died:
+                self._event(att.signal_t_ns, "signal", pid=child.pid, comm=instance,
+                            sender_pid=att.sender_pid, sender_comm=att.sender_comm,
+                            signal=att.signal, source="tracefs", detail=att.killed_by)
+            if att.mark_victim_t_ns is not None:
+                self._event(att.mark_victim_t_ns, "mark_victim", pid=child.pid, comm=instance,
+                            source="tracefs")
+            if child.pid in kernel_exit and died:
+                self._event(kernel_exit[child.pid], "exit", pid=child.pid, comm=instance,
+                            source="tracefs")
+        for child, b in zip(self.bystanders, s.bystanders, strict=True):
+            done = child.last_json("done")
+            survived = bool(done) and child.returncode == 0
+            att = attribute(child.pid, records, self.killer_tids, harness_tids,
+                            before_ns=None if survived else child.exit_t_ns)
+            stall = done.get("worst_stall_ms")
+            r.bystanders.append(BystanderOutcome(
+                instance=b.instance, pid=child.pid, survived=survived,
+                worst_stall_ms=float(stall) if isinstance(stall, int | float) else None,
+                beats=int(done.get("beats", 0) or 0),  # type: ignore[call-overload]
+                killed_by="" if survived else att.killed_by))
+        if self.killer_trace is not None:
+            self.killer_trace.stop()
+            self._reclaim(self.killer_trace.records())
+        self._metrics()
+        for line in self.kmsg.read():
+            r.logs.setdefault("kmsg", "")
+            r.logs["kmsg"] += line + "\n"
+        r.events = sorted(self.events, key=lambda e: e.t_ns)
+        r.ended_ns = time.monotonic_ns()
+
+    def _reclaim(self, records: list[TraceRecord]) -> None:
+        """Direct-reclaim episodes of the killer's threads (begin/end pairs per thread)."""
+        m = self.result.metrics
+        open_at: dict[int, int] = {}
+        for rec in records:
+            if rec.event in ("mm_vmscan_direct_reclaim_begin", "mm_vmscan_memcg_reclaim_begin"):
+                open_at[rec.pid] = rec.t_ns
+            elif rec.event in ("mm_vmscan_direct_reclaim_end", "mm_vmscan_memcg_reclaim_end"):
+                begin = open_at.pop(rec.pid, None)
+                if begin is None:
+                    continue
+                dur = ns_to_ms(rec.t_ns - begin)
+                m.killer_reclaim_episodes += 1
+                m.killer_reclaim_total_ms += dur
+                m.killer_reclaim_longest_ms = max(m.killer_reclaim_longest_ms, dur)
+                self._event(begin, "reclaim", pid=rec.pid, comm=rec.comm, source="tracefs",
+                            detail=f"{dur}")
+            elif rec.event == "mm_vmscan_throttled":
+                self._event(rec.t_ns, "throttled", pid=rec.pid, comm=rec.comm, source="tracefs",
+                            detail=rec.fields.get("reason", ""))
+        m.killer_reclaim_total_ms = round(m.killer_reclaim_total_ms, 3)
+
+    def _metrics(self) -> None:
+        r = self.result
+        m: Metrics = r.metrics
+        sampler = self.sampler
+        if sampler is not None:
+            r.series = sampler.series()
+            m.samples = sampler.n
+            m.samples_missed = sampler.missed
+            if sampler.n > 1:
+                span = (sampler.cols["t_ns"][sampler.n - 1] - sampler.cols["t_ns"][0]) / 1e9
+                m.sample_hz_achieved = round((sampler.n - 1) / span, 2) if span > 0 else 0.0
+            r.t0_ns = sampler.danger_t_ns
+            if r.t0_ns is not None:
+                self._event(r.t0_ns, "danger", source="sampler",
+                            detail=f"MemAvailable < {self.s.danger.mem_available_pct}%")
+            if sampler.recovered_t_ns is not None:
+                self._event(sampler.recovered_t_ns, "recovered", source="sampler")
+        m.oom_kill_delta = _vmstat("oom_kill") - self.vmstat_oom_start
+        expected = [v for v in r.victims if v.expected and v.died and v.exit_t_ns]
+        if expected and len(expected) == len([v for v in r.victims if v.expected]):
+            gone = max(v.exit_t_ns or 0 for v in expected)
+            signals = [v.signal_t_ns for v in expected if v.signal_t_ns is not None]
+            first_signal = min(signals) if signals else None
+            t0 = r.t0_ns
+            if t0 is None or (first_signal is not None and first_signal < t0):
+                t0 = first_signal  # acted before the danger line: detect is 0
+            if t0 is not None:
+                m.time_to_kill_ms = ns_to_ms(gone - t0)
+                if first_signal is not None:
+                    m.detect_ms = ns_to_ms(first_signal - t0)
+                    m.teardown_ms = ns_to_ms(gone - first_signal)
+            if sampler is not None and sampler.recovered_t_ns is not None:
+                m.recover_ms = ns_to_ms(sampler.recovered_t_ns - gone)
+        stalls = [b.worst_stall_ms for b in r.bystanders if b.worst_stall_ms is not None]
+        m.bystander_worst_stall_ms = max(stalls) if stalls else None
+
+    def _event(self, t_ns: int, kind: str, **kw: object) -> None:
+        self.events.append(Event(t_ns=t_ns, kind=kind, **kw))  # type: ignore[arg-type]
+
+
+def run(scenario: Scenario, out: Path, workdir: Path) -> Result:
+    """Run the scenario; always writes a result (with ``error`` set if the run failed)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    run_ = Run(scenario, workdir)
+    r = run_.result
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with ExitStack() as stack:
+            run_.setup(stack)
+            run_.start_killer(stack)
+            run_.start_bystanders(stack)
+            run_.start_stressors(stack)
+            run_.wait()
+            for child, _, _ in run_.victims:  # stop the workload before the bystanders
+                child.stop(grace_s=0.5)
+            for child in run_.bystanders:
+                child.stop(grace_s=5)
+            run_._stop_killer()
+            run_.finish()
+    except (Interrupted, TargetError, SpecError, OSError) as exc:
+        r.error = f"TESTBED_ERROR: {exc}"
+        r.logs["agent"] = traceback.format_exc()
+    except Exception as exc:  # the result must still be written
+        r.error = f"TESTBED_ERROR: agent crashed: {exc!r}"
+        r.logs["agent"] = traceback.format_exc()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    r.write(out)
+    return r
+
+
+def _activity(child: Child) -> dict[str, float]:
+    data = child.last_json()
+    return {k: float(v) for k, v in data.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and k != "t_ns"}
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _meminfo_kib(key: str) -> int:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _mem_total_mib() -> int:
+    return _meminfo_kib("MemTotal") // 1024
+
+
+def _swap_total_mib() -> int:
+    return _meminfo_kib("SwapTotal") // 1024
+
+
+def _vmstat(key: str) -> int:
+    for line in _read("/proc/vmstat").splitlines():
+        k, _, v = line.partition(" ")
+        if k == key:
+            return int(v)
+    return 0
+
+
+def _system_info() -> dict[str, str]:
+    info = {"uname": " ".join(platform.uname()), "python": platform.python_version(),
+            "mem_total_kib": str(_meminfo_kib("MemTotal")),
+            "swap_total_kib": str(_meminfo_kib("SwapTotal")),
+            "thp": _read("/sys/kernel/mm/transparent_hugepage/enabled").strip(),
+            "psi": "yes" if Path("/proc/pressure/memory").exists() else "no",
+            "delayacct": _read("/proc/sys/kernel/task_delayacct").strip()}
+    return info
+
+
+class _Kmsg:
+    """The kernel log from the start of the run (read without blocking at the end)."""
+
+    def __init__(self) -> None:
+        try:
+            self.fd: int | None = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+            os.lseek(self.fd, 0, os.SEEK_END)
+        except OSError:
+            self.fd = None
+
+    def read(self) -> list[str]:
+        lines: list[str] = []
+        while self.fd is not None and len(lines) < 5000:
+            try:
+                rec = os.read(self.fd, 8192)
+            except BlockingIOError:
+                break
+            except OSError:  # EPIPE: overwritten records; keep reading
+                continue
+            if not rec:
+                break
+            head, _, msg = rec.decode(errors="replace").partition(";")
+            fields = head.split(",")
+            ts = f"[{int(fields[2]) / 1e6:12.6f}] " if len(fields) > 2 else ""
+            lines.append(ts + msg.split("\n", 1)[0])
+        return lines
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="chaos.agent")
+    ap.add_argument("--spec", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/chaos-agent"))
+    a = ap.parse_args(argv)
+    try:
+        scenario = Scenario.from_json(a.spec.read_text())
+        Run(scenario, a.workdir).check()
+    except (SpecError, TargetError, OSError) as exc:
+        print(f"chaos.agent: {exc}", file=sys.stderr)
+        return 2
+    print(f"chaos-agent: start {scenario.id}", flush=True)
+    result = run(scenario, a.out, a.workdir)
+    print(f"chaos-agent: done {scenario.id} error={result.error!r}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "chaos-agent"
+    sys.exit(main())

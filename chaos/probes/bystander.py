@@ -1,0 +1,54 @@
+"""Bystander: a small workload that must survive; it measures its own worst stall.
+
+It holds ``rss_mib`` of touched anonymous memory and beats every
+``interval_ms``; the worst gap between beats beyond the interval is its stall.
+On SIGTERM it prints one JSON line with its numbers and exits 0, so a
+bystander that did not get to print was killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mmap
+import signal
+import sys
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="bystander")
+    ap.add_argument("--rss-mib", type=int, default=16)
+    ap.add_argument("--interval-ms", type=int, default=10)
+    a = ap.parse_args(argv)
+    held = None
+    if a.rss_mib > 0:
+        held = mmap.mmap(-1, a.rss_mib << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        held.write(b"\x42" * (a.rss_mib << 20))
+    stop = False
+
+    def on_term(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    interval = a.interval_ms / 1000.0
+    worst = 0.0
+    beats = 0
+    print(json.dumps({"event": "ready", "t_ns": time.monotonic_ns()}), flush=True)
+    last = time.monotonic()
+    while not stop:
+        time.sleep(interval)
+        now = time.monotonic()
+        worst = max(worst, now - last - interval)
+        last = now
+        beats += 1
+        if held is not None and beats % 100 == 0:
+            held[beats % len(held)] = 1  # keep the memory in use
+    print(json.dumps({"event": "done", "worst_stall_ms": round(worst * 1000, 3),
+                      "beats": beats, "t_ns": time.monotonic_ns()}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""The VM testbed: one throwaway qemu guest per command, on a chosen kernel.
+
+The guest boots the kernel with our initramfs, uses the host's root
+filesystem read-only (under a tmpfs overlay) as its userspace, and exchanges
+files with the host through one writable shared directory. KVM is used only
+where it really boots (probed once per host/qemu/kernel and remembered);
+otherwise software emulation. A guest that does not come up, hangs, or
+panics is killed at its deadline and reported as such with its console log;
+no guest outlives the process that started it (parent-death signal, plus the
+run registry's sweep).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from chaos.kernels import Kernel, cache_dir
+from chaos.procs import set_pdeathsig
+from chaos.state import RunRecord
+from chaos.testbeds import initramfs
+
+QEMU = "qemu-system-x86_64"
+ENV_PASSTHROUGH = ("PYTHONPATH", "VIRTUAL_ENV", "CHAOS_REQUIRE_ALL", "CHAOS_ALLOW_HOST_PRESSURE")
+CONSOLE_TAIL = 60_000
+
+
+class TestbedError(RuntimeError):
+    """The testbed could not be used; str() is one line for the user."""
+
+    __test__ = False
+
+    def __init__(self, message: str, console: str = "") -> None:
+        super().__init__(message)
+        self.console = console
+
+
+@dataclass(frozen=True)
+class VmConfig:
+    kernel: Kernel
+    memory_mib: int = 1024
+    cpus: int = 2
+    swap_mib: int = 0
+    accel: str = "auto"  # auto | kvm | tcg
+    boot_timeout_s: float = 90.0
+
+
+@dataclass
+class VmRun:
+    """What happened to one guest."""
+
+    exit_status: int | None  # of the command; None if it never finished
+    stdout: str
+    stderr: str
+    console: str
+    accel: str
+    boot_ms: float | None  # qemu start -> stage 2 running in the guest
+    wall_s: float
+    hung: bool = False
+    panicked: bool = False
+    failure: str = ""  # one line when the guest failed (hung, panic, never came up)
+
+
+def qemu_binary() -> str:
+    path = shutil.which(QEMU)
+    if path is None:
+        raise TestbedError(f"{QEMU} is not installed (apt-get install qemu-system-x86)")
+    return path
+
+
+def qemu_version() -> str:
+    out = subprocess.run([qemu_binary(), "--version"], capture_output=True, text=True, timeout=10)
+    return out.stdout.splitlines()[0] if out.stdout else "unknown"
+
+
+def _stage2(argv: Sequence[str], env: dict[str, str], cwd: str) -> str:
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
+    share = initramfs.SHARE_MOUNT
+    return f"""#!/bin/sh
+export PATH={shlex.quote(_guest_path())}
+export HOME=/root PYTHONDONTWRITEBYTECODE=1 LANG=C.UTF-8
+{exports}cat /proc/uptime > {share}/ready
+cd {shlex.quote(cwd)} 2>/dev/null || cd /
+{shlex.join(argv)} > {share}/stdout 2> {share}/stderr < /dev/null
+echo $? > {share}/exit_status.tmp && mv {share}/exit_status.tmp {share}/exit_status
+sync
+echo o > /proc/sysrq-trigger
+sleep 30
+"""
+
+
+def _guest_path() -> str:
+    venv_bin = str(Path(sys.executable).parent)
+    return f"{venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _cmdline(cfg: VmConfig) -> str:
+    return " ".join([
+        "console=ttyS0", "rdinit=/init", "panic=-1", "psi=1", "delayacct", "loglevel=5",
+        "tsc=reliable", "mitigations=off", "systemd.unified_cgroup_hierarchy=1",
+        f"chaos.swap_mib={cfg.swap_mib}",
+    ])
+
+
+def qemu_argv(cfg: VmConfig, initrd: Path, share: Path, console: Path, accel: str,
+              name: str) -> list[str]:
+    if accel == "kvm":
+        accel_args = ["-accel", "kvm", "-cpu", "host"]
+    else:
+        accel_args = ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    return [
+        qemu_binary(), "-name", name, *accel_args,
+        "-m", str(cfg.memory_mib), "-smp", str(cfg.cpus),
+        "-kernel", str(cfg.kernel.vmlinuz), "-initrd", str(initrd), "-append", _cmdline(cfg),
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-serial", f"file:{console}", "-monitor", "none",
+        "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,"
+                   "multidevs=remap",
+        "-virtfs", f"local,path={share},mount_tag=chaosshare,security_model=none",
+    ]
+
+
+def _tail(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    return data[-CONSOLE_TAIL:].decode(errors="replace")
+
+
+def _panicked(console: str) -> bool:
+    return "Kernel panic" in console or "end Kernel panic" in console
+
+
+def boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
+         record: RunRecord | None = None, accel: str | None = None, name: str = "chaos-vm",
+         on_progress: Callable[[str], None] | None = None) -> VmRun:
+    """Boot a guest, run ``argv`` in it, return what happened. Never hangs past the deadline."""
+    accel = accel or resolve_accel(cfg)
+    share.mkdir(parents=True, exist_ok=True)
+    for stale in ("ready", "stdout", "stderr", "exit_status"):
+        (share / stale).unlink(missing_ok=True)
+    env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
+    (share / "stage2.sh").write_text(_stage2(argv, env, os.getcwd()))
+    console = share / "console.log"
+    console.unlink(missing_ok=True)
+    initrd = initramfs.build(cfg.kernel, cache_dir() / "initramfs")
+    cmd = qemu_argv(cfg, initrd, share, console, accel, name)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, preexec_fn=set_pdeathsig)
+    if record is not None:
+        record.add_process(proc.pid, f"qemu {name}")
+    boot_ms: float | None = None
+    hung = False
+    failure = ""
+    try:
+        while True:
+            rc = proc.poll()
+            now = time.monotonic()
+            if boot_ms is None and (share / "ready").exists():
+                boot_ms = round((now - t0) * 1000, 1)
+                if on_progress:
+                    on_progress(f"guest up in {boot_ms / 1000:.1f} s")
+            if rc is not None:
+                break
+            if boot_ms is None and now - t0 > cfg.boot_timeout_s:
+                failure = (f"guest did not come up within {cfg.boot_timeout_s:.0f} s "
+                           f"(kernel {cfg.kernel.release}, {accel})")
+                hung = True
+                break
+            if now - t0 > cfg.boot_timeout_s + deadline_s:
+                failure = f"guest still running at its deadline ({deadline_s:.0f} s)"
+                hung = True
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        qemu_out = proc.communicate(timeout=30)[0].decode(errors="replace")
+        if record is not None:
+            record.remove_process(proc.pid)
+    wall = time.monotonic() - t0
+    console_text = _tail(console)
+    status_file = share / "exit_status"
+    status = int(status_file.read_text().strip()) if status_file.exists() else None
+    panicked = _panicked(console_text)
+    if status is None and not failure:
+        if panicked:
+            failure = "guest kernel panicked"
+        elif proc.returncode not in (0, None):
+            failure = f"qemu exited with status {proc.returncode}: {qemu_out.strip()[-300:]}"
+        else:
+            failure = "guest stopped before the command finished"
+    return VmRun(exit_status=status, stdout=_read(share / "stdout"), stderr=_read(share / "stderr"),
+                 console=console_text + ("\n[qemu] " + qemu_out if qemu_out.strip() else ""),
+                 accel=accel, boot_ms=boot_ms, wall_s=round(wall, 3), hung=hung,
+                 panicked=panicked, failure=failure)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+# -- accelerator ------------------------------------------------------------------------------
+def _accel_cache() -> Path:
+    return cache_dir() / "accel.json"
+
+
+def resolve_accel(cfg: VmConfig) -> str:
+    """``kvm`` if a guest really boots under KVM here (probed once, remembered), else ``tcg``."""
+    forced = os.environ.get("CHAOS_ACCEL", cfg.accel)
+    if forced in ("kvm", "tcg"):
+        return forced
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    key = f"{platform.release()}|{qemu_version()}|{cfg.kernel.release}"
+    try:
+        known = json.loads(_accel_cache().read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return str(known[key])
+    answer = probe_kvm(cfg)
+    known[key] = answer
+    _accel_cache().parent.mkdir(parents=True, exist_ok=True)
+    tmp = _accel_cache().with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(known, indent=1))
+    os.replace(tmp, _accel_cache())
+    return answer
+
+
+def probe_kvm(cfg: VmConfig, timeout_s: float = 12.0) -> str:
+    """Boot ``true`` under KVM with a short timeout; nested KVM here often hangs at boot."""
+    share = cache_dir() / "kvm-probe" / str(os.getpid())
+    try:
+        probe_cfg = VmConfig(kernel=cfg.kernel, memory_mib=256, cpus=1, boot_timeout_s=timeout_s)
+        run = boot(probe_cfg, ["true"], share, deadline_s=5, accel="kvm", name="chaos-kvm-probe")
+        return "kvm" if run.exit_status == 0 else "tcg"
+    finally:
+        shutil.rmtree(share, ignore_errors=True)
