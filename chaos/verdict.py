@@ -103,7 +103,8 @@ def _bystanders(result: Result, slo: Slo) -> list[Reason]:
         out.append(reason("BYSTANDER_KILLED", f"bystander {b.instance} (pid {b.pid}) died"
                           + (f", killed by {b.killed_by}" if b.killed_by else ""), pid=b.pid))
     for b in result.bystanders:
-        if b.survived and b.worst_stall_ms is not None and b.worst_stall_ms > slo.bystander_stall_ms:
+        stall = b.worst_stall_ms
+        if b.survived and stall is not None and stall > slo.bystander_stall_ms:
             out.append(reason("BYSTANDER_STALLED",
                               f"bystander {b.instance} stalled {b.worst_stall_ms:.0f} ms",
                               worst_stall_ms=b.worst_stall_ms, slo_ms=slo.bystander_stall_ms))

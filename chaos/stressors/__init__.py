@@ -27,7 +27,8 @@ def load(name: str) -> ModuleType:
     try:
         dotted = REGISTRY[name]
     except KeyError:
-        raise SpecError(f"unknown stressor {name!r} (available: {', '.join(sorted(REGISTRY))})")
+        raise SpecError(
+            f"unknown stressor {name!r} (available: {', '.join(sorted(REGISTRY))})") from None
     return importlib.import_module(dotted)
 
 

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from chaos.procs import set_pdeathsig
 from chaos.result import Result
 from chaos.scenario import Scenario, SpecError
 from chaos.state import RunRecord
-from chaos.procs import set_pdeathsig
 
 DEFAULT_ARENA_MIB = 512
 AGENT_MARGIN_S = 90.0

@@ -69,6 +69,7 @@ class VmRun:
     hung: bool = False
     panicked: bool = False
     failure: str = ""  # one line when the guest failed (hung, panic, never came up)
+    pid: int = 0  # of the qemu process (gone by the time this is returned)
 
 
 def qemu_binary() -> str:
@@ -205,7 +206,7 @@ def boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
     return VmRun(exit_status=status, stdout=_read(share / "stdout"), stderr=_read(share / "stderr"),
                  console=console_text + ("\n[qemu] " + qemu_out if qemu_out.strip() else ""),
                  accel=accel, boot_ms=boot_ms, wall_s=round(wall, 3), hung=hung,
-                 panicked=panicked, failure=failure)
+                 panicked=panicked, failure=failure, pid=proc.pid)
 
 
 def _read(path: Path) -> str:

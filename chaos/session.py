@@ -1,0 +1,124 @@
+"""A host-side session: sweep leftovers, run scenarios on a testbed, store results.
+
+Used by the pytest plugin and by ``chaos run``. Every result is judged and
+written atomically as soon as it is known, so a crash loses at most the
+scenario in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from chaos import kernels
+from chaos.kernels import Kernel
+from chaos.result import Result
+from chaos.scenario import Scenario, TestbedInfo
+from chaos.state import RunRecord, new_run_id, sweep
+from chaos.verdict import judge
+
+
+@dataclass(frozen=True)
+class TestbedChoice:
+    """Which testbed a session runs scenarios on, and its size."""
+
+    __test__ = False
+
+    kind: str = "vm"  # vm | local
+    kernel: str = kernels.DEFAULT_KERNEL  # alias, package, or PATH[:MODULES]
+    memory_mib: int = 1024
+    cpus: int = 2
+    swap_mib: int = 0
+    arena_mib: int = 0  # local only; 0 = default arena (or global with allow_host_pressure)
+    allow_host_pressure: bool = False
+
+    def info(self) -> TestbedInfo:
+        return TestbedInfo(kind=self.kind, memory_mib=self.memory_mib, cpus=self.cpus,
+                           swap_mib=self.swap_mib, arena_mib=self.arena_mib)
+
+
+@dataclass
+class Session:
+    results_dir: Path
+    run_id: str = field(default_factory=new_run_id)
+    slo_overrides: dict[str, float] = field(default_factory=dict)
+    record: RunRecord | None = None
+    swept: list[str] = field(default_factory=list)
+    counter: int = 0
+
+    def __enter__(self) -> Session:
+        self.swept = sweep()
+        self.record = RunRecord.open(self.run_id)
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.record is not None:
+            self.record.close()
+
+    @property
+    def run_dir(self) -> Path:
+        return self.results_dir / self.run_id
+
+    def next_scenario_run_id(self) -> str:
+        self.counter += 1
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+        return f"{self.run_id}.{worker + '.' if worker else ''}{self.counter}"
+
+    def kernel(self, spec: str) -> Kernel:
+        return kernels.get(spec)
+
+    def run(self, scenario: Scenario, testbed: TestbedChoice,
+            on_progress: Callable[[str], None] | None = None) -> Result:
+        """Run one scenario; the returned result is judged and already on disk."""
+        scenario = replace(scenario, run_id=self.next_scenario_run_id(),
+                           testbed=testbed.info())
+        scenario.validate()
+        work = self.run_dir / "work" / safe_name(scenario.run_id)
+        if testbed.kind == "vm":
+            from chaos.testbeds import vm_runner
+
+            kernel = self.kernel(testbed.kernel)
+            result = vm_runner.run(scenario, kernel, work, self.record, on_progress)
+        else:
+            from chaos.testbeds import local
+
+            result = local.run(scenario, work, self.record, testbed.allow_host_pressure,
+                               on_progress)
+        result.suite_revision = suite_revision()
+        result.verdict = judge(result, self.slo_overrides or None)
+        path = self.result_path(result)
+        result.write(path)
+        result.logs.setdefault("result_path", str(path))
+        if not os.environ.get("CHAOS_KEEP_WORK"):
+            shutil.rmtree(work, ignore_errors=True)
+        return result
+
+    def result_path(self, result: Result) -> Path:
+        return self.run_dir / f"{safe_name(result.run_id)}--{safe_name(result.scenario)}.json"
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text)[:150]
+
+
+_REVISION: str | None = None
+
+
+def suite_revision() -> str:
+    """The suite's git revision (with +dirty), so results from many runners can be merged."""
+    global _REVISION
+    if _REVISION is None:
+        here = Path(__file__).resolve().parent.parent
+        try:
+            rev = subprocess.run(["git", "-C", str(here), "describe", "--always", "--dirty"],
+                                 capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            rev = ""
+        _REVISION = rev or "unknown"
+    return _REVISION

@@ -1,0 +1,108 @@
+"""The VM testbed on real Debian kernels under qemu: boot, run, fail safely, leave nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from chaos.kernels import Kernel
+from chaos.testbeds.vm import VmConfig, boot
+
+pytestmark = pytest.mark.integration
+
+PROBE = ("uname -r; grep -c . /proc/pressure/memory; cat /sys/fs/cgroup/cgroup.controllers; "
+         "test -d /sys/kernel/tracing/events/oom/mark_victim && echo tracefs-ok; "
+         "python3 -c 'import chaos; print(\"chaos-importable\")'; "
+         "echo $(( $(sed -n 's/MemTotal: *//p' /proc/meminfo | cut -d' ' -f1) / 1024 ))")
+
+
+def test_boots_and_runs_a_command(vm_kernel: Kernel, tmp_path: Path) -> None:
+    run = boot(VmConfig(kernel=vm_kernel, memory_mib=768), ["sh", "-c", PROBE], tmp_path, 120)
+    assert run.exit_status == 0, run.console[-3000:]
+    lines = run.stdout.split("\n")
+    assert lines[0] == vm_kernel.release
+    assert lines[1] == "2"  # PSI on: some and full lines
+    assert "memory" in lines[2].split() and "cpu" in lines[2].split()
+    assert "tracefs-ok" in lines and "chaos-importable" in lines
+    assert 600 < int(lines[5]) <= 768
+    assert run.accel in ("kvm", "tcg") and run.boot_ms and run.boot_ms > 0
+
+
+def test_exit_status_and_stderr_come_back(default_kernel: Kernel, tmp_path: Path) -> None:
+    run = boot(VmConfig(kernel=default_kernel), ["sh", "-c", "echo oops >&2; exit 7"],
+               tmp_path, 60)
+    assert run.exit_status == 7 and run.stderr.strip() == "oops"
+
+
+def test_zram_swap(default_kernel: Kernel, tmp_path: Path) -> None:
+    run = boot(VmConfig(kernel=default_kernel, swap_mib=256),
+               ["sh", "-c", "sed -n 's/SwapTotal: *//p' /proc/meminfo"], tmp_path, 60)
+    assert run.exit_status == 0
+    assert int(run.stdout.split()[0]) >= 250 * 1024
+
+
+def _qemu_pids() -> set[int]:
+    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] and
+            p.info["name"].startswith("qemu-system")}
+
+
+def test_hung_guest_is_killed_at_its_deadline(default_kernel: Kernel, tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    run = boot(VmConfig(kernel=default_kernel, boot_timeout_s=60), ["sleep", "600"], tmp_path,
+               deadline_s=3)
+    assert run.hung and run.exit_status is None
+    assert "deadline" in run.failure
+    assert time.monotonic() - t0 < 90
+    assert run.pid and not psutil.pid_exists(run.pid)
+
+
+def test_guest_that_never_comes_up(default_kernel: Kernel, tmp_path: Path) -> None:
+    run = boot(VmConfig(kernel=default_kernel, boot_timeout_s=0.3), ["true"], tmp_path, 5)
+    assert run.hung and "did not come up within" in run.failure
+    assert run.pid and not psutil.pid_exists(run.pid)
+
+
+def test_panicking_guest(default_kernel: Kernel, tmp_path: Path) -> None:
+    run = boot(VmConfig(kernel=default_kernel),
+               ["sh", "-c", "echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger"],
+               tmp_path, 60)
+    assert run.panicked and run.exit_status is None
+    assert "panic" in run.failure and "Kernel panic" in run.console
+
+
+def test_no_vm_outlives_a_killed_parent(default_kernel: Kernel, tmp_path: Path) -> None:
+    """SIGKILL the process that booted a guest: the guest goes with it (parent-death signal)."""
+    parent = subprocess.Popen([sys.executable, "-m", "chaos.cli", "testbed", "boot",
+                               "--kernel", default_kernel.package, "--", "sleep", "600"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        guest: set[int] = set()
+        while time.monotonic() < deadline and not guest:
+            guest = {c.pid for c in psutil.Process(parent.pid).children(recursive=True)
+                     if c.name().startswith("qemu-system")}
+            time.sleep(0.2)
+        assert guest, "the guest never started"
+    finally:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and guest & _qemu_pids():
+        time.sleep(0.1)
+    assert not guest & _qemu_pids()
+
+
+def test_cli_boot_prints_output_and_status(default_kernel: Kernel) -> None:
+    out = subprocess.run([sys.executable, "-m", "chaos.cli", "testbed", "boot", "--kernel",
+                          default_kernel.package, "--", "sh", "-c", "uname -r; exit 3"],
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 3
+    assert out.stdout.strip() == default_kernel.release
+    assert "exit status 3" in out.stderr

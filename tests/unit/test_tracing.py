@@ -1,0 +1,50 @@
+"""Parsing tracefs output and attributing deaths from it (real line formats of 6.1/6.12)."""
+
+from __future__ import annotations
+
+from chaos.probes.attribution import attribute, exit_times
+from chaos.probes.tracing import parse
+
+# ruff: noqa: E501  (real tracefs lines are long)
+
+TRACE = """\
+# tracer: nop
+#
+           <...>-171     [001] d..1.    18.623759: signal_generate: sig=9 errno=0 code=128 comm=python3 pid=171 grp=1 res=0
+         python3-171     [001] .....    18.624369: mark_victim: pid=171
+         python3-171     [001] .....    18.644554: sched_process_exit: comm=python3 pid=171 prio=120
+         earlyoom-90     [000] d..1.    30.000001: signal_generate: sig=15 errno=0 code=0 comm=python3 pid=200 grp=1 res=0
+ kworker/u4:1 foo-12     [000] d..1.    31.5: signal_generate: sig=9 errno=0 code=0 comm=x pid=300 grp=1 res=0
+"""
+
+
+def test_parse_lines() -> None:
+    recs = parse(TRACE)
+    assert [r.event for r in recs] == ["signal_generate", "mark_victim", "sched_process_exit",
+                                       "signal_generate", "signal_generate"]
+    assert recs[0].t_ns == 18_623_759_000
+    assert recs[0].pid == 171 and recs[0].comm == "<...>"
+    assert recs[0].int_field("sig") == 9
+    assert recs[3].comm == "earlyoom" and recs[3].pid == 90
+    assert recs[4].comm == "kworker/u4:1 foo" and recs[4].t_ns == 31_500_000_000
+
+
+def test_kernel_oom_is_attributed_from_mark_victim() -> None:
+    a = attribute(171, parse(TRACE), killer_tids=set(), harness_tids=set())
+    assert a.killed_by == "kernel" and a.signal == 9
+    assert a.signal_t_ns == 18_623_759_000 and a.mark_victim_t_ns == 18_624_369_000
+
+
+def test_killer_signal_is_attributed_to_the_sender_thread() -> None:
+    recs = parse(TRACE)
+    assert attribute(200, recs, killer_tids={90}, harness_tids=set()).killed_by == "killer"
+    other = attribute(200, recs, killer_tids={91}, harness_tids=set())
+    assert other.killed_by == "other" and other.sender_comm == "earlyoom"
+    # the harness's own cleanup signals never count
+    assert attribute(200, recs, killer_tids=set(), harness_tids={90}).killed_by == ""
+
+
+def test_events_after_the_exit_are_ignored_and_exit_times() -> None:
+    recs = parse(TRACE)
+    assert attribute(300, recs, set(), set(), before_ns=31_000_000_000).killed_by == ""
+    assert exit_times(recs) == {171: 18_644_554_000}
