@@ -77,7 +77,8 @@ class VictimOutcome:
     pid: int
     cgroup: str
     died: bool = False
-    exit_t_ns: int | None = None
+    exit_t_ns: int | None = None  # pidfd readable (harness clock)
+    kernel_exit_t_ns: int | None = None  # sched_process_exit (tracefs, same clock)
     exit_signal: int | None = None  # signal that ended it, if any
     exit_code: int | None = None
     killed_by: str = ""  # "killer", "kernel", "other", "" (not killed)
@@ -112,8 +113,16 @@ class Metrics:
     killer_reclaim_episodes: int = 0
     killer_reclaim_total_ms: float = 0.0
     killer_reclaim_longest_ms: float = 0.0
-    killer_run_delay_ms: float = 0.0
-    killer_throttled_ms: float = 0.0
+    killer_reclaim_in_window_ms: float = 0.0  # tracepoint reclaim between danger and kill
+    killer_reclaim_delay_ms: float = 0.0  # delay accounting (taskstats freepages delay)
+    killer_stack_reclaim_samples: int = 0  # stack samples caught inside reclaim
+    killer_run_delay_ms: float = 0.0  # whole run
+    killer_throttled_ms: float = 0.0  # whole run
+    killer_window_ms: float | None = None  # danger -> first fatal signal (or the end)
+    killer_run_delay_in_window_ms: float = 0.0
+    killer_throttled_in_window_ms: float = 0.0
+    exit_lag_ms: float | None = None  # pidfd wake-up minus sched_process_exit, for the victim
+    clock_skew_ms: float | None = None  # harness clock minus tracefs clock (trace_marker)
 
 
 @dataclass

@@ -37,6 +37,7 @@ REASONS: dict[str, str] = {
 }
 
 FAILURE_CODES = frozenset(REASONS)
+STARVED_FRACTION = 0.5
 
 
 def reason(code: str, message: str, **evidence: float | int | str | None) -> Reason:
@@ -65,7 +66,7 @@ def _danger(result: Result, slo: Slo) -> list[Reason]:
 
 def _victims(result: Result, slo: Slo) -> list[Reason]:
     out: list[Reason] = []
-    expected_killer = str(result.spec.get("expected_killer") or result.killer.name)
+    expected_killer = _expected_killer(result)
     userspace = expected_killer != "kernel"
     for v in result.victims:
         if not v.expected:
@@ -87,12 +88,6 @@ def _victims(result: Result, slo: Slo) -> list[Reason]:
                    if v.exit_signal else f"exit code {v.exit_code}")
             out.append(reason("KILLED_BY_OTHER", f"{v.instance} ended by {how}", pid=v.pid,
                               exit_signal=v.exit_signal, exit_code=v.exit_code))
-    unexpected = [v for v in result.victims if not v.expected and v.died and v.killed_by]
-    if unexpected:
-        out.append(reason("WRONG_VICTIM",
-                          "killed although not a victim: "
-                          + ", ".join(f"{v.instance} by {v.killed_by}" for v in unexpected),
-                          count=len(unexpected)))
     return out
 
 
@@ -108,11 +103,31 @@ def _bystanders(result: Result, slo: Slo) -> list[Reason]:
             out.append(reason("BYSTANDER_STALLED",
                               f"bystander {b.instance} stalled {b.worst_stall_ms:.0f} ms",
                               worst_stall_ms=b.worst_stall_ms, slo_ms=slo.bystander_stall_ms))
-    expected = [v for v in result.victims if v.expected]
-    if killed and sum(1 for v in result.victims if v.died) > len(expected):
-        out.append(reason("OVERKILL", "more processes died than the scenario needed",
-                          died=sum(1 for v in result.victims if v.died), needed=len(expected)))
     return out
+
+
+def _collateral(result: Result, slo: Slo) -> list[Reason]:
+    """The killer (or, for the baseline, the kernel) killed what it should not have.
+
+    WRONG_VICTIM when the expected victims survived it; OVERKILL when it killed
+    them *and* more.
+    """
+    actor = "kernel" if _expected_killer(result) == "kernel" else "killer"
+    extra = [v.instance for v in result.victims
+             if not v.expected and v.died and v.killed_by == actor]
+    extra += [b.instance for b in result.bystanders if not b.survived and b.killed_by == actor]
+    if not extra:
+        return []
+    expected = [v for v in result.victims if v.expected]
+    if expected and all(v.died and v.killed_by == actor for v in expected):
+        return [reason("OVERKILL", f"besides the victim, {actor} killed {', '.join(extra)}",
+                       extra=len(extra))]
+    return [reason("WRONG_VICTIM", f"{actor} killed {', '.join(extra)} instead of the victim",
+                   extra=len(extra))]
+
+
+def _expected_killer(result: Result) -> str:
+    return str(result.spec.get("expected_killer") or result.killer.name)
 
 
 def _speed(result: Result, slo: Slo) -> list[Reason]:
@@ -130,20 +145,32 @@ def _killer(result: Result, slo: Slo) -> list[Reason]:
         out.append(reason("KILLER_DIED", f"{result.killer.name} exited during the scenario "
                           f"(status {result.killer.exit_status})",
                           exit_status=result.killer.exit_status))
-    if m.killer_reclaim_total_ms > slo.reclaim_stall_ms:
+    stuck = max(m.killer_reclaim_total_ms, m.killer_reclaim_delay_ms)
+    if stuck > slo.reclaim_stall_ms:
         out.append(reason("KILLER_STUCK_IN_RECLAIM",
                           f"{m.killer_reclaim_episodes} direct-reclaim episodes, "
-                          f"{m.killer_reclaim_total_ms:.0f} ms in all, longest "
-                          f"{m.killer_reclaim_longest_ms:.0f} ms",
+                          f"{m.killer_reclaim_total_ms:.0f} ms in all (longest "
+                          f"{m.killer_reclaim_longest_ms:.0f} ms, "
+                          f"{m.killer_reclaim_in_window_ms:.0f} ms while it should have been "
+                          f"acting); delay accounting: {m.killer_reclaim_delay_ms:.0f} ms",
                           episodes=m.killer_reclaim_episodes, total_ms=m.killer_reclaim_total_ms,
-                          longest_ms=m.killer_reclaim_longest_ms, slo_ms=slo.reclaim_stall_ms))
-    starved = max(m.killer_run_delay_ms, m.killer_throttled_ms)
-    if starved > slo.run_delay_ms:
+                          longest_ms=m.killer_reclaim_longest_ms,
+                          in_window_ms=m.killer_reclaim_in_window_ms,
+                          delayacct_ms=m.killer_reclaim_delay_ms, slo_ms=slo.reclaim_stall_ms))
+    # Starved: while it should have been acting (danger -> its kill), the killer waited
+    # for a CPU (run delay) or sat throttled by its quota for longer than the SLO and
+    # for at least STARVED_FRACTION of that window. Whole-run totals are evidence only.
+    starved = max(m.killer_run_delay_in_window_ms, m.killer_throttled_in_window_ms)
+    window = m.killer_window_ms or 0.0
+    if starved > slo.run_delay_ms and starved >= STARVED_FRACTION * window:
         out.append(reason("KILLER_STARVED",
-                          f"run delay {m.killer_run_delay_ms:.0f} ms, throttled "
-                          f"{m.killer_throttled_ms:.0f} ms",
-                          run_delay_ms=m.killer_run_delay_ms,
-                          throttled_ms=m.killer_throttled_ms, slo_ms=slo.run_delay_ms))
+                          f"in the {window:.0f} ms it should have been acting: run delay "
+                          f"{m.killer_run_delay_in_window_ms:.0f} ms, throttled "
+                          f"{m.killer_throttled_in_window_ms:.0f} ms",
+                          run_delay_ms=m.killer_run_delay_in_window_ms,
+                          throttled_ms=m.killer_throttled_in_window_ms, window_ms=window,
+                          run_delay_total_ms=m.killer_run_delay_ms,
+                          throttled_total_ms=m.killer_throttled_ms, slo_ms=slo.run_delay_ms))
     return out
 
 
@@ -156,7 +183,8 @@ def _harness(result: Result, slo: Slo) -> list[Reason]:
     return []
 
 
-CHECKS: tuple[Check, ...] = (_testbed, _danger, _victims, _bystanders, _speed, _killer, _harness)
+CHECKS: tuple[Check, ...] = (_testbed, _danger, _victims, _bystanders, _collateral, _speed,
+                             _killer, _harness)
 
 
 def slo_of(result: Result, overrides: dict[str, float] | None = None) -> Slo:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ class TraceRecord:
     pid: int  # that task's thread id
     event: str
     fields: dict[str, str] = field(default_factory=dict)
+    raw: str = ""  # the event's text after its name
 
     def int_field(self, key: str, default: int = 0) -> int:
         try:
@@ -114,6 +116,12 @@ class TraceSession:
             with open(self.path / "set_event_pid", "a") as f:
                 f.write(" ".join(str(p) for p in pids))
 
+    def mark(self, text: str) -> tuple[int, int]:
+        """Write ``text`` into the trace; returns the harness clock just before and after."""
+        before = time.monotonic_ns()
+        (self.path / "trace_marker").write_text(text)
+        return before, time.monotonic_ns()
+
     def stop(self) -> None:
         try:
             self._write("tracing_on", "0")
@@ -164,8 +172,22 @@ def parse(text: str) -> list[TraceRecord]:
         t_ns = int(sec) * 1_000_000_000 + int(frac.ljust(9, "0")[:9])
         fields = dict(FIELD_RE.findall(m["body"]))
         out.append(TraceRecord(t_ns=t_ns, comm=m["comm"].strip(), pid=int(m["pid"]),
-                               event=m["event"], fields=fields))
+                               event=m["event"], fields=fields, raw=m["body"]))
     return out
+
+
+def clock_skew_ns(records: list[TraceRecord], marker: str, before: int, after: int) -> int | None:
+    """Harness clock minus tracefs clock, from a marker written between ``before`` and ``after``.
+
+    Zero skew means the harness's time.monotonic_ns() and the kernel's tracepoint
+    timestamps are the same clock, so phases mixing both are exact.
+    """
+    for r in records:
+        if r.event == "tracing_mark_write" and marker in " ".join(
+                f"{k}={v}" for k, v in r.fields.items()) + r.raw:
+            mid = (before + after) // 2
+            return mid - r.t_ns
+    return None
 
 
 def leftover_instances() -> list[Path]:

@@ -12,6 +12,8 @@ run registry's sweep).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -21,13 +23,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from chaos.kernels import Kernel, cache_dir
 from chaos.procs import set_pdeathsig
-from chaos.state import RunRecord
+from chaos.state import RunRecord, state_dir
 from chaos.testbeds import initramfs
 
 QEMU = "qemu-system-x86_64"
@@ -70,6 +72,9 @@ class VmRun:
     panicked: bool = False
     failure: str = ""  # one line when the guest failed (hung, panic, never came up)
     pid: int = 0  # of the qemu process (gone by the time this is returned)
+    # Host-side milestones, ms after qemu started: first console output, init's root
+    # ready, stage 2 running, and the first time ``watch_for`` appeared on stdout.
+    milestones: dict[str, float] = field(default_factory=dict)
 
 
 def qemu_binary() -> str:
@@ -143,11 +148,47 @@ def _panicked(console: str) -> bool:
     return "Kernel panic" in console or "end Kernel panic" in console
 
 
+@contextlib.contextmanager
+def vm_slot(cpus: int) -> Iterator[int]:
+    """Hold one of the host's VM slots for the life of a guest.
+
+    Emulated vCPUs are host threads: more busy vCPUs than host cores and every
+    guest's clock runs while its CPUs don't, which shows up as missed samples and
+    invented run delay. So guests share the host by slots (host cores // guest CPUs,
+    at least one; CHAOS_VM_SLOTS overrides), across processes and xdist workers.
+    """
+    default = max(1, (os.cpu_count() or 1) // max(1, cpus))
+    slots = max(1, int(os.environ.get("CHAOS_VM_SLOTS", default)))
+    lock_dir = state_dir() / "vm-slots"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    files = [open(lock_dir / f"slot{i}", "w") for i in range(slots)]  # noqa: SIM115
+    try:
+        while True:
+            for i, f in enumerate(files):
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                yield i
+                return
+            time.sleep(0.1)
+    finally:
+        for f in files:
+            f.close()
+
+
 def boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
          record: RunRecord | None = None, accel: str | None = None, name: str = "chaos-vm",
-         on_progress: Callable[[str], None] | None = None) -> VmRun:
+         on_progress: Callable[[str], None] | None = None, watch_for: str = "") -> VmRun:
     """Boot a guest, run ``argv`` in it, return what happened. Never hangs past the deadline."""
     accel = accel or resolve_accel(cfg)
+    with vm_slot(cfg.cpus):
+        return _boot(cfg, argv, share, deadline_s, record, accel, name, on_progress, watch_for)
+
+
+def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
+          record: RunRecord | None, accel: str, name: str,
+          on_progress: Callable[[str], None] | None, watch_for: str) -> VmRun:
     share.mkdir(parents=True, exist_ok=True)
     for stale in ("ready", "stdout", "stderr", "exit_status"):
         (share / stale).unlink(missing_ok=True)
@@ -165,11 +206,15 @@ def boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
     boot_ms: float | None = None
     hung = False
     failure = ""
+    milestones: dict[str, float] = {}
+    watcher = _Milestones(console, share / "stdout", watch_for, milestones, t0)
     try:
         while True:
             rc = proc.poll()
             now = time.monotonic()
+            watcher.poll(now)
             if boot_ms is None and (share / "ready").exists():
+                milestones["stage2"] = round((now - t0) * 1000, 1)
                 boot_ms = round((now - t0) * 1000, 1)
                 if on_progress:
                     on_progress(f"guest up in {boot_ms / 1000:.1f} s")
@@ -206,7 +251,40 @@ def boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
     return VmRun(exit_status=status, stdout=_read(share / "stdout"), stderr=_read(share / "stderr"),
                  console=console_text + ("\n[qemu] " + qemu_out if qemu_out.strip() else ""),
                  accel=accel, boot_ms=boot_ms, wall_s=round(wall, 3), hung=hung,
-                 panicked=panicked, failure=failure, pid=proc.pid)
+                 panicked=panicked, failure=failure, pid=proc.pid, milestones=milestones)
+
+
+class _Milestones:
+    """Watches the console and stdout files (appended by the guest) for milestone lines."""
+
+    def __init__(self, console: Path, stdout: Path, watch_for: str,
+                 out: dict[str, float], t0: float) -> None:
+        self.console, self.stdout, self.watch_for = console, stdout, watch_for
+        self.out, self.t0 = out, t0
+        self.console_seen = 0
+
+    def poll(self, now: float) -> None:
+        ms = round((now - self.t0) * 1000, 1)
+        if "root_ready" not in self.out:
+            try:
+                size = self.console.stat().st_size
+            except OSError:
+                size = 0
+            if size and "console" not in self.out:
+                self.out["console"] = ms
+            if size > self.console_seen:
+                with open(self.console, "rb") as f:
+                    f.seek(max(0, self.console_seen - 64))
+                    chunk = f.read()
+                self.console_seen = size
+                if b"chaos-init: root ready" in chunk:
+                    self.out["root_ready"] = ms
+        if self.watch_for and "marker" not in self.out:
+            try:
+                if self.watch_for in self.stdout.read_text(errors="replace"):
+                    self.out["marker"] = ms
+            except OSError:
+                pass
 
 
 def _read(path: Path) -> str:

@@ -69,8 +69,11 @@ def test_killer_died_stuck_starved() -> None:
     r.killer.exited = True
     r.metrics.killer_reclaim_total_ms = 900.0
     r.metrics.killer_reclaim_episodes = 12
-    r.metrics.killer_run_delay_ms = 5000.0
+    r.metrics.killer_window_ms = 8000.0
+    r.metrics.killer_throttled_in_window_ms = 5000.0
     assert judge(r).reasons == ["KILLER_DIED", "KILLER_STUCK_IN_RECLAIM", "KILLER_STARVED"]
+    r.metrics.killer_window_ms = 20000.0  # a quarter of the window: contention, not starvation
+    assert "KILLER_STARVED" not in judge(r).reasons
 
 
 def test_testbed_errors_replace_everything_else() -> None:
@@ -86,3 +89,22 @@ def test_testbed_errors_replace_everything_else() -> None:
 def test_every_code_is_upper_case_and_documented() -> None:
     for code, text in REASONS.items():
         assert code == code.upper() and text.endswith(".")
+
+
+def test_wrong_victim_versus_overkill() -> None:
+    r = result(died=False)
+    r.bystanders[0].survived = False
+    r.bystanders[0].killed_by = "killer"
+    assert set(judge(r).reasons) == {"NO_KILL", "BYSTANDER_KILLED", "WRONG_VICTIM"}
+    r = result()
+    r.bystanders[0].survived = False
+    r.bystanders[0].killed_by = "killer"
+    assert set(judge(r).reasons) == {"BYSTANDER_KILLED", "OVERKILL"}
+
+
+def test_stuck_in_reclaim_from_delay_accounting_alone() -> None:
+    r = result()
+    r.metrics.killer_reclaim_delay_ms = 500.0
+    v = judge(r)
+    assert v.reasons == ["KILLER_STUCK_IN_RECLAIM"]
+    assert v.details[0].evidence["delayacct_ms"] == 500.0

@@ -1,0 +1,104 @@
+"""Time-to-kill in phases, and the killer's reclaim episodes, from a result's raw record.
+
+Pure functions over events and victims, so they are unit-tested without a
+kernel and a re-rendered report computes the same numbers.
+
+Phases (all CLOCK_MONOTONIC ns of the testbed):
+  danger (t0) --detect--> fatal signal sent --teardown--> victim gone --recover--> calm
+Victim gone is the kernel's ``sched_process_exit`` where traced (the pidfd
+wake-up otherwise); the signal is the kernel's ``signal_generate``.
+A killer that acts before the danger line has detect = 0 (t0 = the signal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chaos.probes.tracing import TraceRecord
+from chaos.result import Metrics, VictimOutcome
+
+BEGIN = {"mm_vmscan_direct_reclaim_begin", "mm_vmscan_memcg_reclaim_begin"}
+END = {"mm_vmscan_direct_reclaim_end", "mm_vmscan_memcg_reclaim_end"}
+
+
+def ns_to_ms(ns: float) -> float:
+    return round(ns / 1e6, 3)
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One direct-reclaim episode of one thread (tracepoint begin/end pair)."""
+
+    tid: int
+    comm: str
+    begin_ns: int
+    end_ns: int
+
+    @property
+    def ms(self) -> float:
+        return ns_to_ms(self.end_ns - self.begin_ns)
+
+    def overlap_ms(self, start: int, end: int) -> float:
+        lo, hi = max(start, self.begin_ns), min(end, self.end_ns)
+        return ns_to_ms(hi - lo) if hi > lo else 0.0
+
+
+def reclaim_episodes(records: list[TraceRecord], tids: set[int] | None = None,
+                     end_of_trace_ns: int | None = None) -> list[Episode]:
+    """Pair begin/end per thread; an episode still open at the end lasts until then."""
+    open_at: dict[int, TraceRecord] = {}
+    out: list[Episode] = []
+    for rec in records:
+        if tids is not None and rec.pid not in tids:
+            continue
+        if rec.event in BEGIN:
+            open_at[rec.pid] = rec
+        elif rec.event in END:
+            begin = open_at.pop(rec.pid, None)
+            if begin is not None:
+                out.append(Episode(rec.pid, begin.comm, begin.t_ns, rec.t_ns))
+    if end_of_trace_ns is not None:
+        for tid, begin in open_at.items():
+            out.append(Episode(tid, begin.comm, begin.t_ns, end_of_trace_ns))
+    return sorted(out, key=lambda e: e.begin_ns)
+
+
+def victim_gone_ns(v: VictimOutcome) -> int | None:
+    return v.kernel_exit_t_ns or v.exit_t_ns
+
+
+def fill_phases(m: Metrics, t0_ns: int | None, victims: list[VictimOutcome],
+                recovered_ns: int | None) -> int | None:
+    """Fill detect/teardown/time-to-kill/recover; returns the effective t0 (or None)."""
+    expected = [v for v in victims if v.expected]
+    dead = [v for v in expected if v.died and victim_gone_ns(v)]
+    if not expected or len(dead) != len(expected):
+        return t0_ns
+    gone = max(victim_gone_ns(v) or 0 for v in dead)
+    signals = [v.signal_t_ns for v in dead if v.signal_t_ns is not None]
+    first_signal = min(signals) if signals else None
+    t0 = t0_ns
+    if t0 is None or (first_signal is not None and first_signal < t0):
+        t0 = first_signal
+    if t0 is None:
+        return None
+    m.time_to_kill_ms = ns_to_ms(gone - t0)
+    if first_signal is not None:
+        m.detect_ms = ns_to_ms(first_signal - t0)
+        m.teardown_ms = ns_to_ms(gone - first_signal)
+    if recovered_ns is not None:
+        m.recover_ms = ns_to_ms(max(0, recovered_ns - gone))
+    lags = [v.exit_t_ns - v.kernel_exit_t_ns for v in dead
+            if v.exit_t_ns and v.kernel_exit_t_ns]
+    if lags:
+        m.exit_lag_ms = ns_to_ms(max(lags))
+    return t0
+
+
+def fill_reclaim(m: Metrics, episodes: list[Episode], window: tuple[int, int] | None) -> None:
+    """Count, total, longest, and the part inside the window the killer should act in."""
+    m.killer_reclaim_episodes = len(episodes)
+    m.killer_reclaim_total_ms = round(sum(e.ms for e in episodes), 3)
+    m.killer_reclaim_longest_ms = max((e.ms for e in episodes), default=0.0)
+    if window is not None:
+        m.killer_reclaim_in_window_ms = round(sum(e.overlap_ms(*window) for e in episodes), 3)
