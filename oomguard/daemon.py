@@ -1,0 +1,363 @@
+"""The main loop: apply guards, arm triggers, then detect -> decide -> kill -> follow."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+
+from . import __version__
+from . import guards as G
+from .candidates import CgroupSource, ProcessSource, cgroup_veto
+from .config import Config
+from .detect import ArmError, Detector, Trigger
+from .kfile import KFile
+from .kill import KillError, Victim, kill_cgroup, kill_process, mrelease, wait_gone
+from .log import JsonLog
+from .policy import Candidate, Decision, Rules, rank
+from .watchdog import Handle, Watchdog
+
+MAX_VETOES = 8  # re-selections after a cgroup turns out to hold something protected
+LOG_CANDIDATES = 20  # candidates listed per decision line (the count is always given)
+GC_EVERY_NS = 60 * 1_000_000_000  # calm-time garbage collection while the collector is off
+
+
+class StartError(Exception):
+    """The daemon could not get ready (one line; exit 2)."""
+
+
+class Daemon:
+    def __init__(self, cfg: Config, log: JsonLog) -> None:
+        self.cfg = cfg
+        self.log = log
+        p, g = cfg.policy, cfg.guards
+        self.keep = g.pread_fds
+        self.rules = Rules(
+            select=p.select,
+            prefer=p.prefer,
+            avoid=p.avoid,
+            protect=p.protect,
+            protect_pids=frozenset(p.protect_pids),
+            self_pid=os.getpid(),
+        )
+        self.interval_ns = cfg.interval_ms * 1_000_000
+        self.detector = Detector(cfg.detect, self.keep)
+        self.source: ProcessSource | CgroupSource | None = None
+        self.kill_lock = threading.Lock()
+        self.wd: Watchdog | None = None
+        self.wd_key: tuple[str, int] | None = None
+        self.results: dict[str, G.GuardResult] = {}
+        self.cands: list[Candidate] = []
+        self.decision: Decision | None = None
+        self.cooldown_until = 0
+        self.quiet = False  # "no_candidate" already logged for this danger episode
+        self.failed: dict[str, tuple[int, str]] = {}  # key -> (skip until ns, why)
+        self.stopping = False
+        self.stop_reason = "exit"
+        self.last_gc = time.monotonic_ns()
+
+    # -- start -------------------------------------------------------------------------
+
+    def _guard(self, result: G.GuardResult) -> None:
+        self.results[result.name] = result
+        self.log.emit("guard", **result.as_log())
+
+    def start(self) -> None:
+        """Apply every enabled guard, arm triggers, warm the hot path; then log 'ready'."""
+        cfg, g = self.cfg, self.cfg.guards
+        self.log.emit(
+            "start",
+            version=__version__,
+            pid=os.getpid(),
+            config=cfg.path,
+            mode=cfg.policy.mode,
+            select=cfg.policy.select,
+            guards=g.enabled(),
+            allocator=os.environ.get("PYTHONMALLOC", "pymalloc"),
+        )
+        if g.cgroup:  # first, so everything allocated below is charged to the protected cgroup
+            self._guard(G.apply_cgroup(g))
+        if g.oom_score_adj:
+            self._guard(G.apply_oom_score_adj())
+        if g.prefault_heap:
+            self._guard(G.prepare_heap(g.heap_mib))
+        nofile = G.raise_nofile() if self.keep else ""
+        want_score = cfg.policy.select == "oom_score"
+        try:
+            if cfg.policy.cgroups:
+                self.source = CgroupSource(cfg.policy.cgroups, self.keep, want_score)
+            else:
+                self.source = ProcessSource(cfg.policy.pids, self.keep, want_score)
+            self.detector.arm()
+        except ArmError as e:
+            raise StartError(str(e)) from None
+        except OSError as e:
+            raise StartError(f"cannot open candidate sources: {e.strerror}") from None
+        if g.watchdog:
+            self.wd = Watchdog(g.watchdog_deadline_ms, self.log, self.kill_lock)
+        self._refresh()  # runs the hot path once, so its code and data are resident
+        try:
+            self.detector.check_floor()
+        except (OSError, ValueError) as e:
+            raise StartError(f"cannot read {cfg.detect.meminfo}: {e}") from None
+        if self.keep:
+            held = len(os.listdir("/proc/self/fd"))
+            self._guard(G.GuardResult("pread_fds", "applied", f"{held} fds held; {nofile}"))
+        if g.mlockall:
+            self._guard(G.apply_mlockall())
+        if g.realtime:  # before the watchdog thread, which inherits the policy
+            self._guard(G.apply_realtime(g.realtime_priority))
+        if g.kernel_reserve:
+            self._guard(G.apply_kernel_reserve(*g.kernel_reserve_prctl))
+        if self.wd is not None:
+            self.wd.start()
+            self._guard(
+                G.GuardResult("watchdog", "applied", f"deadline {g.watchdog_deadline_ms} ms")
+            )
+        if g.prefault_heap:
+            G.freeze_gc()
+        statuses = {
+            name: (self.results[name].status if name in self.results else "off")
+            for name in g.enabled()
+        }
+        self.log.emit(
+            "ready",
+            pid=os.getpid(),
+            guards=statuses,
+            triggers=self.detector.armed(),
+            candidates=len(self.cands),
+        )
+
+    # -- loop --------------------------------------------------------------------------
+
+    def beat(self) -> None:
+        if self.wd is not None:
+            self.wd.beat()
+
+    def run(self) -> int:
+        next_tick = 0
+        while not self.stopping:
+            try:
+                next_tick = self._iterate(next_tick)
+            except Exception as e:  # a bug in one step must not end the killer
+                self.log.emit("error", where="loop", error=repr(e))
+                time.sleep(self.cfg.interval_ms / 1000)
+                next_tick = 0
+        return 0
+
+    def _iterate(self, next_tick: int) -> int:
+        """One wake-up: PSI events or the tick (refresh + floor), then act if in danger."""
+        self.beat()
+        if self.wd is not None and self.wd.fired is not None:
+            self._follow_watchdog()
+        now = time.monotonic_ns()
+        triggers = self.detector.wait(max(0, -(-(next_tick - now) // 1_000_000)))
+        for path in self.detector.broken:
+            self.log.emit("error", where="psi", file=path, error="trigger fd reported POLLERR")
+        self.detector.broken.clear()
+        now = time.monotonic_ns()
+        if now >= next_tick:
+            next_tick = now + self.interval_ns
+            self._refresh()
+            floor = self._check_floor()
+            if floor is not None:
+                triggers.append(floor)
+            elif not triggers:
+                self.quiet = False  # a calm tick ends the danger episode
+                self._maybe_collect(now)
+        if triggers and now >= self.cooldown_until and not self.stopping:
+            self._act(triggers)
+        return next_tick
+
+    def _maybe_collect(self, now: int) -> None:
+        """With the collector off (prefault_heap), collect stray cycles now and then, only
+        when calm; frozen start-up objects are not scanned."""
+        if not gc.isenabled() and now - self.last_gc >= GC_EVERY_NS:
+            self.last_gc = now
+            gc.collect()
+
+    def _check_floor(self) -> Trigger | None:
+        try:
+            return self.detector.check_floor()
+        except (OSError, ValueError) as e:
+            self.log.emit("error", where="floor", error=str(e))
+            return None
+
+    def _refresh(self) -> None:
+        assert self.source is not None
+        try:
+            self.cands = self.source.refresh()
+        except OSError as e:
+            self.log.emit("error", where="refresh", error=str(e))
+            return
+        self.decision = rank(self.cands, self.rules)
+        if self.wd is not None:
+            self._retarget(self.decision)
+
+    def _retarget(self, d: Decision) -> None:
+        """Keep the watchdog's preallocated handle pointing at the current top candidate."""
+        assert self.wd is not None
+        if self.cfg.policy.dry_run:
+            return  # dry run: the watchdog has nothing to fire at either
+        top = d.chosen.cand if d.chosen is not None else None
+        key = (top.key, top.starttime) if top is not None else None
+        if key == self.wd_key:
+            return
+        self.wd_key = key
+        handle = None
+        if top is not None:
+            try:
+                handle = self._handle(top)
+            except OSError as e:
+                self.log.emit("error", where="watchdog_target", target=top.key, error=str(e))
+        self.wd.set_target(handle)
+
+    def _handle(self, c: Candidate) -> Handle | None:
+        if c.pid:
+            fd = os.pidfd_open(c.pid)
+            if not self._still_same(c):
+                os.close(fd)
+                return None
+            return Handle("process", c.key, pid=c.pid, fd=fd)
+        assert isinstance(self.source, CgroupSource)
+        kf = self.source.kill_file(c.key)
+        fd = -1
+        if kf is not None:
+            fd = os.dup(kf.fd) if kf.fd >= 0 else os.open(kf.path, os.O_WRONLY | os.O_CLOEXEC)
+        return Handle("cgroup", c.key, fd=fd, path=c.key)
+
+    def _still_same(self, c: Candidate) -> bool:
+        assert isinstance(self.source, ProcessSource)
+        return self.source.still_same(c.pid, c.starttime)
+
+    # -- act ---------------------------------------------------------------------------
+
+    def _choose(self) -> Decision:
+        """Rank, then veto cgroups that would take a protected pid with them, and anything
+        whose kill just failed; re-rank until the best one survives."""
+        now = time.monotonic_ns()
+        self.failed = {k: v for k, v in self.failed.items() if v[0] > now}
+        vetoes = {key: why for key, (_, why) in self.failed.items()}
+        d = rank(self.cands, self.rules, vetoes)
+        for _ in range(MAX_VETOES):
+            if d.chosen is None or d.chosen.cand.pid:
+                break
+            why = cgroup_veto(d.chosen.cand.key, self.rules.protect_pids, self.rules.self_pid)
+            if not why:
+                break
+            vetoes[d.chosen.cand.key] = why
+            d = rank(self.cands, self.rules, vetoes)
+        return d
+
+    def _act(self, triggers: list[Trigger]) -> None:
+        with self.kill_lock:
+            if self.wd is not None and self.wd.fired is not None:
+                return  # the watchdog got there first; followed next iteration
+            d = self._choose()
+            if d.chosen is None and self.quiet:
+                return  # still nothing to kill: said so once for this episode
+            for t in triggers:
+                self.log.emit("trigger", source=t.source, **t.fields)
+            shown = [r.as_log() for r in (d.ranked + d.excluded)[:LOG_CANDIDATES]]
+            if d.chosen is None:
+                self.log.emit("no_candidate", reason=d.reason, candidates=shown)
+                self.quiet = True
+                return
+            self.quiet = False
+            chosen = d.chosen.cand
+            self.log.emit(
+                "decision",
+                triggers=[t.source for t in triggers],
+                select=self.rules.select,
+                chosen=d.chosen.as_log(),
+                reason=d.reason,
+                count=len(d.ranked) + len(d.excluded),
+                candidates=shown,
+                dry_run=self.cfg.policy.dry_run,
+            )
+            if self.cfg.policy.dry_run:
+                pause = max(self.cfg.policy.cooldown_ms, self.cfg.policy.kill_timeout_ms)
+                self.cooldown_until = time.monotonic_ns() + pause * 1_000_000
+                return
+            try:
+                victim = self._kill(chosen)
+            except (KillError, OSError) as e:
+                self.log.emit("error", where="kill", target=chosen.key, error=str(e))
+                # Skip it for a while, so the next trigger picks someone else.
+                until = time.monotonic_ns() + self.cfg.policy.kill_timeout_ms * 1_000_000
+                self.failed[chosen.key] = (until, f"kill failed: {e}")
+                return
+            self._log_signal(victim)
+            self.log.emit("mrelease", target=victim.label, results=mrelease(victim))
+            self._wait(victim)
+
+    def _kill(self, c: Candidate) -> Victim:
+        if c.pid:
+            return kill_process(c.pid, lambda: self._still_same(c))
+        assert isinstance(self.source, CgroupSource)
+        return kill_cgroup(c.key, self.source.kill_file(c.key), self.source.events_file(c.key))
+
+    def _log_signal(self, v: Victim) -> None:
+        self.log.emit(
+            "signal",
+            target=v.label,
+            kind=v.kind,
+            method=v.method,
+            signal="SIGKILL",
+            sent_ns=v.sent_ns,
+            source=v.source,
+            pids=sorted(v.pidfds),
+            errors=v.errors,
+        )
+
+    def _follow_watchdog(self) -> None:
+        assert self.wd is not None
+        with self.kill_lock:
+            victim, self.wd.fired = self.wd.fired, None
+            if victim is None:
+                return
+            if victim.kind == "cgroup" and isinstance(self.source, CgroupSource):
+                victim.events = self.source.events_file(victim.label) or KFile.maybe(
+                    f"{victim.label}/cgroup.events", False
+                )
+            self._wait(victim)
+
+    def _wait(self, victim: Victim) -> None:
+        """One kill at a time: follow this victim until gone (or timeout) before the next."""
+        timeout_ns = self.cfg.policy.kill_timeout_ms * 1_000_000
+        step_ms = max(1, min(self.cfg.interval_ms, 50))
+        gone = wait_gone(victim, timeout_ns, step_ms, self.beat)
+        if gone:
+            self.log.emit(
+                "exit",
+                t_ns=gone,
+                target=victim.label,
+                after_ns=gone - victim.sent_ns,
+                after_ms=round((gone - victim.sent_ns) / 1e6, 3),
+                source=victim.source,
+            )
+        else:
+            self.log.emit(
+                "kill_timeout",
+                target=victim.label,
+                timeout_ms=self.cfg.policy.kill_timeout_ms,
+                source=victim.source,
+            )
+        victim.close()
+        self.detector.drain()  # PSI events raised before the exit are stale now
+        self.cooldown_until = time.monotonic_ns() + self.cfg.policy.cooldown_ms * 1_000_000
+        self.wd_key = None  # re-point the watchdog after the next refresh
+        self._refresh()
+
+    def stop(self, reason: str) -> None:
+        self.stopping = True
+        self.stop_reason = reason
+
+    def close(self) -> None:
+        if self.wd is not None:
+            self.wd.stop()
+        self.detector.close()
+        if self.source is not None:
+            self.source.close()
+        self.log.emit("stop", reason=self.stop_reason)

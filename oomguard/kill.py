@@ -1,0 +1,162 @@
+"""Sending the kill and following the victim until it is gone.
+
+cgroup.kill where the kernel has it (one write kills a whole subtree, forks
+included), else SIGKILL through a pidfd to every task; then process_mrelease so
+the memory comes back even if the victim is stuck in the kernel.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import libc
+from .candidates import members, populated
+from .kfile import KFile
+
+MAX_SWEEPS = 8  # signal-every-task passes, to catch tasks forked while we kill
+
+
+class KillError(Exception):
+    """The victim could not be signalled (already gone, pid reused, no permission)."""
+
+
+@dataclass(slots=True)
+class Victim:
+    """A kill in flight: what was signalled, how, and the handles to watch it die."""
+
+    kind: str  # "process" | "cgroup"
+    label: str  # "pid:<n>" or the cgroup path
+    method: str  # "pidfd_send_signal" | "cgroup.kill"
+    sent_ns: int
+    source: str = "main"  # "main" | "watchdog"
+    pidfds: dict[int, int] = field(default_factory=dict)
+    events: KFile | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        for fd in self.pidfds.values():
+            os.close(fd)
+        self.pidfds.clear()
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+
+
+def kill_process(pid: int, still_same: Callable[[], bool], source: str = "main") -> Victim:
+    """SIGKILL one process through a pidfd, after checking the pid was not reused."""
+    fd = _pidfd(pid)
+    if fd is None:
+        raise KillError(f"pid {pid} already gone")
+    if not still_same():
+        os.close(fd)
+        raise KillError(f"pid {pid} was reused or exited before the kill")
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+    except OSError as e:
+        os.close(fd)
+        raise KillError(f"pidfd_send_signal({pid}): {e.strerror}") from None
+    sent = time.monotonic_ns()
+    return Victim("process", f"pid:{pid}", "pidfd_send_signal", sent, source, {pid: fd})
+
+
+def kill_process_fd(pid: int, pidfd: int, source: str) -> Victim:
+    """SIGKILL through a pidfd opened earlier (the watchdog's preallocated handle)."""
+    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    sent = time.monotonic_ns()
+    return Victim("process", f"pid:{pid}", "pidfd_send_signal", sent, source, {pid: os.dup(pidfd)})
+
+
+def kill_cgroup(
+    path: str, kill: KFile | None, events: KFile | None, source: str = "main"
+) -> Victim:
+    """Kill every task in a cgroup subtree: cgroup.kill, or SIGKILL to each task via pidfds."""
+    if kill is not None:
+        try:
+            kill.write(b"1")
+            victim = Victim("cgroup", path, "cgroup.kill", time.monotonic_ns(), source)
+            victim.events = events
+            for pid in members(path):  # dying tasks are still listed: pin them for mrelease
+                fd = _pidfd(pid)
+                if fd is not None:
+                    victim.pidfds[pid] = fd
+            return victim
+        except OSError as e:
+            first_error = f"cgroup.kill: {e.strerror}"
+    else:
+        first_error = ""
+    victim = Victim("cgroup", path, "pidfd_send_signal", 0, source, events=events)
+    if first_error:
+        victim.errors.append(first_error)
+    for _ in range(MAX_SWEEPS):
+        new = [pid for pid in members(path) if pid not in victim.pidfds]
+        if not new:
+            break
+        for pid in new:
+            fd = _pidfd(pid)
+            if fd is None:
+                continue
+            victim.pidfds[pid] = fd
+            try:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            except OSError as e:
+                victim.errors.append(f"pid {pid}: {e.strerror}")
+                continue
+            if not victim.sent_ns:
+                victim.sent_ns = time.monotonic_ns()
+    if not victim.sent_ns:
+        victim.close()
+        raise KillError(f"{path}: no task could be signalled ({'; '.join(victim.errors)})")
+    return victim
+
+
+def mrelease(victim: Victim) -> dict[str, str]:
+    """process_mrelease every pinned task; ENOSYS/EINVAL/ESRCH are expected and just reported."""
+    out: dict[str, str] = {}
+    for pid, fd in victim.pidfds.items():
+        err = libc.process_mrelease(fd)
+        out[str(pid)] = "ok" if err == 0 else errno.errorcode.get(err, str(err))
+    return out
+
+
+def is_gone(victim: Victim, exited: set[int]) -> bool:
+    if victim.events is not None:
+        try:
+            return not populated(victim.events)
+        except OSError:
+            return True  # the cgroup itself was removed
+    return len(exited) >= len(victim.pidfds)
+
+
+def wait_gone(victim: Victim, timeout_ns: int, step_ms: int, beat: Callable[[], None]) -> int:
+    """Block until the victim is gone; returns the monotonic ns it was seen gone, or 0."""
+    poller = select.poll()
+    by_fd = {fd: pid for pid, fd in victim.pidfds.items()}
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    ev_fd = victim.events.fd if victim.events is not None else -1
+    if ev_fd >= 0:
+        poller.register(ev_fd, select.POLLPRI)
+    exited: set[int] = set()
+    deadline = victim.sent_ns + timeout_ns
+    while True:
+        beat()
+        now = time.monotonic_ns()
+        if is_gone(victim, exited):
+            return now
+        if now >= deadline:
+            return 0
+        wait_ms = min(step_ms, max(1, (deadline - now) // 1_000_000))
+        for fd, _ev in poller.poll(wait_ms):
+            if fd in by_fd:
+                exited.add(by_fd[fd])
+                poller.unregister(fd)

@@ -1,0 +1,122 @@
+"""A second thread that kills the top candidate itself when the main loop misses its deadline.
+
+The main loop is the thing most likely to be stuck in reclaim, so the watchdog
+works from a handle the main loop prepared earlier (an open pidfd, or a dup of the
+cgroup.kill fd): firing is one syscall, no path walk, no /proc scan.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from .kfile import KFile
+from .kill import KillError, Victim, kill_cgroup, kill_process_fd, mrelease
+from .log import JsonLog
+
+
+@dataclass(frozen=True, slots=True)
+class Handle:
+    """Everything needed to kill the current top candidate without reading anything."""
+
+    kind: str  # "process" | "cgroup"
+    label: str
+    pid: int = 0
+    fd: int = -1  # pidfd (process) or cgroup.kill (cgroup); owned by the handle
+    path: str = ""
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+
+
+class Watchdog:
+    def __init__(self, deadline_ms: int, log: JsonLog, kill_lock: threading.Lock) -> None:
+        self.deadline_ns = deadline_ms * 1_000_000
+        self.log = log
+        self.kill_lock = kill_lock
+        self.last_beat = time.monotonic_ns()
+        self.target: Handle | None = None
+        self._retired: Handle | None = None
+        self.fired: Victim | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="oomguard-watchdog", daemon=True)
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic_ns()
+
+    def set_target(self, handle: Handle | None) -> None:
+        """Swap the handle; the previous one stays open one more generation, so a watchdog
+        that just read it never fires at a recycled fd number."""
+        old, self._retired = self._retired, self.target
+        self.target = handle
+        if old is not None:
+            old.close()
+
+    def start(self, stack_kib: int = 256) -> None:
+        # Under mlockall a thread stack is locked in full: keep it small.
+        prev = threading.stack_size(stack_kib * 1024)
+        try:
+            self._thread.start()
+        finally:
+            threading.stack_size(prev)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        for h in (self.target, self._retired):
+            if h is not None:
+                h.close()
+        self.target = self._retired = None
+
+    def _run(self) -> None:
+        period = max(0.01, self.deadline_ns / 4e9)
+        armed = True
+        while not self._stop.wait(period):
+            late = time.monotonic_ns() - self.last_beat
+            if late < self.deadline_ns:
+                armed = True
+                continue
+            if armed and self.fired is None:
+                armed = not self.check_and_fire(late)
+
+    def check_and_fire(self, late_ns: int) -> bool:
+        """Fire at the current target unless the main loop is itself killing; True if fired.
+
+        Everything (kill, mrelease, log) happens under the kill lock, and `fired` is set
+        before it is released, so the main loop follows this victim instead of killing again.
+        """
+        target = self.target
+        if target is None or not self.kill_lock.acquire(blocking=False):
+            return False
+        try:
+            try:
+                victim = self._kill(target)
+            except (OSError, KillError) as e:
+                self.log.emit("error", where="watchdog", target=target.label, error=str(e))
+                return True
+            self.log.emit("watchdog", late_ms=round(late_ns / 1e6, 3), target=target.label)
+            self.log.emit(
+                "signal",
+                target=victim.label,
+                kind=victim.kind,
+                method=victim.method,
+                signal="SIGKILL",
+                sent_ns=victim.sent_ns,
+                source="watchdog",
+                pids=sorted(victim.pidfds),
+            )
+            self.log.emit("mrelease", target=victim.label, results=mrelease(victim))
+            self.fired = victim
+            return True
+        finally:
+            self.kill_lock.release()
+
+    def _kill(self, h: Handle) -> Victim:
+        if h.kind == "process":
+            return kill_process_fd(h.pid, h.fd, "watchdog")
+        kill = KFile.from_fd(f"{h.path}/cgroup.kill", h.fd) if h.fd >= 0 else None
+        return kill_cgroup(h.path, kill, None, "watchdog")

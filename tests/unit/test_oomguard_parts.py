@@ -1,0 +1,403 @@
+"""oomguard building blocks against the real kernel, touching only processes and cgroups
+these tests start themselves: candidate sampling, detection, kill, watchdog."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from oomguard.candidates import PF_KTHREAD, CgroupSource, ProcessSource
+from oomguard.config import Detect, PsiTrigger
+from oomguard.detect import ArmError, Detector, MemFloor, parse_pressure
+from oomguard.guards import CAP_SYS_RESOURCE, effective_caps
+from oomguard.kfile import KFile
+from oomguard.kill import KillError, kill_cgroup, kill_process, mrelease, wait_gone
+from oomguard.log import JsonLog
+from oomguard.watchdog import Handle, Watchdog
+
+Spawn = Callable[..., subprocess.Popen[bytes]]
+MRELEASE_OK = {"ok", "ESRCH", "EINVAL", "ENOSYS"}
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawn]:
+    """Start `sleep` children; whatever is still alive at the end is killed by pid."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*argv: str) -> subprocess.Popen[bytes]:
+        p = subprocess.Popen(list(argv) or ["sleep", "300"], stdin=subprocess.DEVNULL)
+        procs.append(p)
+        settled(p.pid)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=10)
+
+
+def settled(pid: int, timeout: float = 5.0) -> None:
+    """Wait until a fresh child has finished exec and has resident memory (RSS > 0)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        if int(stat[stat.rindex(b")") + 2 :].split()[21]) > 0:
+            return
+        assert time.monotonic() < deadline, f"child {pid} never got an RSS"
+        time.sleep(0.005)
+
+
+def cgroup2_mount() -> Path | None:
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split()[0] == "cgroup2":
+                return Path(left.split()[4])
+    return None
+
+
+@pytest.fixture
+def cg2() -> Iterator[Path]:
+    """A private cgroup v2 subtree (with cgroup.kill), removed at the end."""
+    root = cgroup2_mount()
+    if root is None or os.geteuid() != 0:
+        pytest.skip("needs root and a cgroup2 mount")
+    base = root / f"oomguard-test-{uuid.uuid4().hex[:8]}"
+    base.mkdir()
+    try:
+        if not (base / "cgroup.kill").exists():
+            pytest.skip("kernel without cgroup.kill")
+        yield base
+    finally:
+        remove_cgroup_tree(base)
+
+
+def remove_cgroup_tree(base: Path, timeout: float = 10.0) -> None:
+    """Kill what is left in our own subtree, then rmdir bottom-up until it is really gone."""
+    deadline = time.monotonic() + timeout
+    if (base / "cgroup.kill").exists():
+        (base / "cgroup.kill").write_text("1")
+    while base.exists():
+        dirs = sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        for d in [*dirs, base]:
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        if base.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"could not remove {base}")
+            time.sleep(0.05)
+
+
+def move(pid: int, cgroup: Path) -> None:
+    cgroup.mkdir(parents=True, exist_ok=True)
+    (cgroup / "cgroup.procs").write_text(str(pid))
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        time.sleep(0.01)
+
+
+# -- candidates ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["pread_fds", "naive"])
+def test_process_source_samples_only_configured_pids(spawn: Spawn, keep: bool) -> None:
+    child = spawn()
+    src = ProcessSource((child.pid,), keep, want_score=True)
+    try:
+        (c,) = src.refresh()
+        assert (c.key, c.name, c.pid) == (f"pid:{child.pid}", "sleep", child.pid)
+        assert c.size > 0 and c.growth == 0 and c.starttime > 0
+        assert c.oom_score_adj == int(Path(f"/proc/{child.pid}/oom_score_adj").read_text())
+        (again,) = src.refresh()
+        assert again.growth == again.size - c.size
+        assert src.still_same(child.pid, c.starttime)
+        assert not src.still_same(child.pid, c.starttime + 1)
+        child.kill()
+        child.wait()
+        assert src.refresh() == []
+        assert src.procs == {}
+        assert not src.still_same(child.pid, c.starttime)
+    finally:
+        src.close()
+
+
+def test_process_source_all_processes_skips_self_init_and_kernel_threads(spawn: Spawn) -> None:
+    child = spawn()
+    src = ProcessSource((), keep=True, want_score=False)
+    try:
+        pids = {c.pid for c in src.refresh()}
+    finally:
+        src.close()
+    assert child.pid in pids
+    assert os.getpid() not in pids and 1 not in pids
+    kthreads = set()
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            continue  # exited meanwhile
+        if int(stat[stat.rindex(b")") + 2 :].split()[6]) & PF_KTHREAD:
+            kthreads.add(pid)
+    assert kthreads == set()
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["pread_fds", "naive"])
+def test_cgroup_source_lists_populated_cgroups(spawn: Spawn, cg2: Path, keep: bool) -> None:
+    child = spawn()
+    move(child.pid, cg2 / "work" / "busy")
+    (cg2 / "work" / "idle").mkdir()
+    src = CgroupSource((f"{cg2}/work/*",), keep, want_score=True)
+    try:
+        (c,) = src.refresh()
+        assert c.key == str(cg2 / "work" / "busy") and c.pid == 0
+        has_memory = (cg2 / "work" / "busy" / "memory.current").exists()
+        assert (c.size > 0) == has_memory
+        assert c.oom_score == int(Path(f"/proc/{child.pid}/oom_score").read_text())
+        assert src.kill_file(c.key) is not None and src.events_file(c.key) is not None
+        child.kill()
+        child.wait()
+        assert src.refresh() == []
+    finally:
+        src.close()
+
+
+# -- detection -------------------------------------------------------------------------
+
+
+def fake_meminfo(path: Path, total_kib: int, avail_kib: int) -> None:
+    path.write_text(
+        f"MemTotal:       {total_kib} kB\nMemFree:        {avail_kib // 2} kB\n"
+        f"MemAvailable:   {avail_kib} kB\nBuffers:        100 kB\n"
+    )
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["pread_fds", "naive"])
+def test_floor_reads_fresh_values_each_check(tmp_path: Path, keep: bool) -> None:
+    meminfo = tmp_path / "meminfo"
+    fake_meminfo(meminfo, 1_000_000, 600_000)
+    floor = MemFloor(Detect(mem_available_min_pct=50, meminfo=str(meminfo)), keep)
+    try:
+        assert floor.floor_kib == 500_000
+        assert floor.check() is None
+        fake_meminfo(meminfo, 1_000_000, 400_000)  # same inode: a held fd sees it
+        t = floor.check()
+        assert t is not None and t.source == "floor"
+        assert t.fields == {
+            "mem_available_kib": 400_000,
+            "mem_total_kib": 1_000_000,
+            "floor_kib": 500_000,
+        }
+    finally:
+        floor.close()
+
+
+def test_floor_pct_and_mib_the_higher_floor_wins(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    fake_meminfo(meminfo, 1_048_576, 900_000)
+    both = Detect(mem_available_min_pct=10, mem_available_min_mib=512, meminfo=str(meminfo))
+    assert MemFloor(both, keep=False).floor_kib == 512 * 1024
+    always = Detect(mem_available_min_pct=100)
+    floor = MemFloor(always, keep=True)
+    assert floor.check() is not None  # MemAvailable is always below MemTotal
+    floor.close()
+
+
+def test_psi_trigger_arms_and_polls(tmp_path: Path) -> None:
+    if not os.path.exists("/proc/pressure/memory"):
+        pytest.skip("kernel without PSI")
+    # A window that is a multiple of 2 s works even without CAP_SYS_RESOURCE;
+    # stall == window only fires when memory is stalled 100% of the time.
+    trig = PsiTrigger("/proc/pressure/memory", "full", 2_000_000, 2_000_000)
+    det = Detector(Detect(psi=(trig,)), keep=True)
+    try:
+        det.arm()
+        t0 = time.monotonic()
+        assert det.wait(100) == []
+        assert time.monotonic() - t0 >= 0.09
+        assert det.armed() == [
+            {"source": "psi", "file": "/proc/pressure/memory", "spec": "full 2000000 2000000"}
+        ]
+        fired = det.watches[next(iter(det.watches))].fired()
+        assert fired.source == "psi" and "some_avg10" in fired.fields
+    finally:
+        det.close()
+
+
+def test_psi_arm_errors_are_one_line(tmp_path: Path) -> None:
+    det = Detector(Detect(psi=(PsiTrigger(str(tmp_path / "none"), "some", 1, 2_000_000),)), True)
+    with pytest.raises(
+        ArmError, match="cannot arm psi trigger 'some 1 2000000' on .*none: No such"
+    ):
+        det.arm()
+    if not os.path.exists("/proc/pressure/memory") or effective_caps() >> CAP_SYS_RESOURCE & 1:
+        return
+    det = Detector(Detect(psi=(PsiTrigger("/proc/pressure/memory", "some", 1, 500_000),)), True)
+    with pytest.raises(ArmError, match="multiple of 2000 ms"):
+        det.arm()
+
+
+def test_parse_pressure() -> None:
+    data = b"some avg10=1.50 avg60=0.00 avg300=0.00 total=42\nfull avg10=0.25 total=7\n"
+    assert parse_pressure(data) == {
+        "some_avg10": 1.5,
+        "some_avg60": 0.0,
+        "some_avg300": 0.0,
+        "some_total": 42.0,
+        "full_avg10": 0.25,
+        "full_total": 7.0,
+    }
+
+
+# -- kill ------------------------------------------------------------------------------
+
+
+def test_kill_process_sigkill_then_mrelease(spawn: Spawn) -> None:
+    child = spawn()
+    victim = kill_process(child.pid, lambda: True)
+    try:
+        assert victim.method == "pidfd_send_signal" and victim.sent_ns > 0
+        assert mrelease(victim)[str(child.pid)] in MRELEASE_OK
+        gone = wait_gone(victim, 5_000_000_000, 20, lambda: None)
+        assert gone >= victim.sent_ns
+    finally:
+        victim.close()
+    assert child.wait(timeout=5) == -signal.SIGKILL
+
+
+def test_kill_process_refuses_when_pid_changed(spawn: Spawn) -> None:
+    child = spawn()
+    with pytest.raises(KillError, match="reused or exited"):
+        kill_process(child.pid, lambda: False)
+    assert child.poll() is None
+
+
+@pytest.mark.parametrize("method", ["cgroup.kill", "pidfd_send_signal"])
+def test_kill_cgroup(spawn: Spawn, cg2: Path, method: str) -> None:
+    group = cg2 / "victim"
+    kids = [spawn(), spawn()]
+    move(kids[0].pid, group)
+    move(kids[1].pid, group / "nested")
+    kill = KFile(str(group / "cgroup.kill"), True, write=True) if method == "cgroup.kill" else None
+    events = KFile(str(group / "cgroup.events"), True)
+    victim = kill_cgroup(str(group), kill, events)
+    try:
+        assert victim.method == method
+        if method == "cgroup.kill":  # pinned after the kill: fast exits are already gone
+            assert set(victim.pidfds) <= {k.pid for k in kids}
+        else:
+            assert sorted(victim.pidfds) == sorted(k.pid for k in kids)
+        assert set(mrelease(victim).values()) <= MRELEASE_OK
+        assert wait_gone(victim, 5_000_000_000, 20, lambda: None) > 0
+    finally:
+        victim.close()
+        events.close()
+        if kill is not None:
+            kill.close()
+    assert [k.wait(timeout=5) for k in kids] == [-signal.SIGKILL] * 2
+
+
+def test_wait_gone_times_out_on_a_live_victim(spawn: Spawn) -> None:
+    child = spawn()
+    victim = kill_process(child.pid, lambda: True)
+    victim.sent_ns = time.monotonic_ns()
+    child.wait()  # reaped: the pidfd reports exit at once
+    assert wait_gone(victim, 1_000_000_000, 10, lambda: None) > 0
+    victim.close()
+    alive = spawn()
+    fd = os.pidfd_open(alive.pid)
+    from oomguard.kill import Victim
+
+    fake = Victim(
+        "process", f"pid:{alive.pid}", "none", time.monotonic_ns(), pidfds={alive.pid: fd}
+    )
+    beats: list[int] = []
+    assert wait_gone(fake, 150_000_000, 20, lambda: beats.append(1)) == 0
+    assert len(beats) >= 3  # the main loop keeps beating while it waits
+    fake.close()
+    assert alive.poll() is None
+
+
+# -- watchdog --------------------------------------------------------------------------
+
+
+def read_log(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_watchdog_kills_top_candidate_when_main_loop_is_late(spawn: Spawn, tmp_path: Path) -> None:
+    child = spawn()
+    log = JsonLog.open(str(tmp_path / "log.jsonl"))
+    wd = Watchdog(60, log, threading.Lock())
+    wd.set_target(Handle("process", f"pid:{child.pid}", child.pid, os.pidfd_open(child.pid)))
+    wd.last_beat = time.monotonic_ns() - 1_000_000_000  # the main loop is stuck
+    wd.start()
+    try:
+        assert child.wait(timeout=5) == -signal.SIGKILL
+        wait_until(lambda: wd.fired is not None)
+    finally:
+        wd.stop()
+        log.close()
+    assert wd.fired is not None and wd.fired.source == "watchdog"
+    wd.fired.close()
+    events = read_log(tmp_path / "log.jsonl")
+    assert [e["event"] for e in events] == ["watchdog", "signal", "mrelease"]
+    assert events[0]["target"] == f"pid:{child.pid}" and float(str(events[0]["late_ms"])) >= 60
+    assert events[1]["source"] == "watchdog" and events[1]["method"] == "pidfd_send_signal"
+
+
+def test_watchdog_stays_quiet_while_beaten_or_while_main_loop_kills(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    child = spawn()
+    lock = threading.Lock()
+    log = JsonLog.open(str(tmp_path / "log.jsonl"))
+    wd = Watchdog(100, log, lock)
+    wd.set_target(Handle("process", f"pid:{child.pid}", child.pid, os.pidfd_open(child.pid)))
+    wd.start()
+    try:
+        end = time.monotonic() + 0.6
+        while time.monotonic() < end:
+            wd.beat()
+            time.sleep(0.01)
+        assert child.poll() is None
+        with lock:  # the main loop is mid-kill: the watchdog must not add a second kill
+            assert wd.check_and_fire(10**9) is False
+        assert child.poll() is None and wd.fired is None
+    finally:
+        wd.stop()
+        log.close()
+    assert (tmp_path / "log.jsonl").read_text() == ""
+
+
+def test_watchdog_kills_a_cgroup_through_its_preopened_fd(
+    spawn: Spawn, cg2: Path, tmp_path: Path
+) -> None:
+    child = spawn()
+    group = cg2 / "top"
+    move(child.pid, group)
+    log = JsonLog.open(str(tmp_path / "log.jsonl"))
+    wd = Watchdog(50, log, threading.Lock())
+    fd = os.open(group / "cgroup.kill", os.O_WRONLY | os.O_CLOEXEC)
+    wd.set_target(Handle("cgroup", str(group), fd=fd, path=str(group)))
+    assert wd.check_and_fire(10**9) is True
+    assert child.wait(timeout=5) == -signal.SIGKILL
+    assert wd.fired is not None and wd.fired.method == "cgroup.kill"
+    wd.fired.close()
+    wd.stop()
+    log.close()
