@@ -3,6 +3,7 @@
 #   ./bootstrap.sh main   boot a VM on the default kernel, run the quick scenarios,
 #                         write reports/index.html
 #   ./bootstrap.sh test   lint, type-check and run the test suite (what CI runs)
+#   ./bootstrap.sh setup  only install (system packages, the virtualenv); for runners
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -75,7 +76,8 @@ cmd_test() {
 }
 
 case "${1:-}" in
+  setup) install_system; install_python ;;
   main) shift; cmd_main "$@" ;;
   test) shift; cmd_test "$@" ;;
-  *) echo "usage: $0 main|test [extra arguments]" >&2; exit 2 ;;
+  *) echo "usage: $0 main|test|setup [extra arguments]" >&2; exit 2 ;;
 esac

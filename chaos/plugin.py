@@ -8,7 +8,9 @@ gives them a session that sweeps leftovers first and stores every result.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,7 +54,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="local testbed: allow global memory pressure (dedicated runners only)")
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM behaves like Ctrl-C: pytest unwinds and every teardown runs at once."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     for entry in catalogue.CATALOGUE.values():
@@ -150,10 +159,32 @@ def chaos_session(chaos_settings: Settings) -> Iterator[Session]:
         yield session
 
 
+def show_progress(config: pytest.Config, text: str) -> None:
+    """A progress line on the terminal while a scenario runs, also without ``-s``.
+
+    Output capture is suspended for the write; an xdist worker writes to its own
+    stderr, which xdist leaves on the terminal, prefixed with the worker id.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    line = f"[chaos{' ' + worker if worker else ''}] {text}"
+    capman = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if capman is None:
+        return
+    with capman.global_and_fixture_disabled():
+        if reporter is not None and not worker:
+            reporter.write_line(line)
+        else:
+            (sys.__stderr__ or sys.stderr).write(line + "\n")
+            (sys.__stderr__ or sys.stderr).flush()
+
+
 class CaseRunner:
     """What a scenario test uses: run a scenario for its matrix cell, check the verdict."""
 
-    def __init__(self, case: Case, session: Session, settings: Settings) -> None:
+    def __init__(self, case: Case, session: Session, settings: Settings,
+                 config: pytest.Config) -> None:
+        self.config = config
         self.case = case
         self.session = session
         self.settings = settings
@@ -176,9 +207,12 @@ class CaseRunner:
             scenario = self.build(scenario)
         t0 = time.monotonic()
 
+        label = f"{scenario.id}[{self.case.id}]"
+
         def progress(text: str) -> None:
-            (sys.__stderr__ or sys.stderr).write(f"\r[chaos] {scenario.id} {self.case.id}: {text} "
-                                 f"({time.monotonic() - t0:.0f} s)\n")
+            show_progress(self.config, f"{label}: {text} ({time.monotonic() - t0:.0f} s)")
+
+        progress("starting a VM" if self.settings.testbed == "vm" else "starting")
 
         return self.session.run(scenario, self.testbed(), on_progress=progress)
 
@@ -223,4 +257,4 @@ def chaos_case(request: pytest.FixtureRequest, chaos_session: Session,
         targets.load(KillerSpec(name=case.killer)).check()
     except Exception as exc:
         skip_or_fail(str(exc))
-    return CaseRunner(case, chaos_session, chaos_settings)
+    return CaseRunner(case, chaos_session, chaos_settings, request.config)

@@ -53,7 +53,8 @@ class TestbedResult:
     swap_mib: int = 0
     arena_mib: int = 0
     host: str = ""  # the runner's hostname
-    boot_ms: float | None = None  # VM start to agent ready
+    boot_ms: float | None = None  # qemu start -> the guest's userspace runs (stage 2)
+    agent_ready_ms: float | None = None  # qemu start -> the agent has read its spec
 
 
 @dataclass
@@ -107,6 +108,8 @@ class Metrics:
     recover_ms: float | None = None  # victim gone -> memory and pressure back to normal
     samples: int = 0
     samples_missed: int = 0
+    samples_missed_in_window: int = 0  # from 1 s before danger to 1 s after the victim is gone
+    samples_expected_in_window: int = 0
     sample_hz_achieved: float = 0.0
     oom_kill_delta: int = 0
     bystander_worst_stall_ms: float | None = None
@@ -164,6 +167,9 @@ class Result:
     logs: dict[str, str] = field(default_factory=dict)  # name -> text (console, agent, ...)
     system: dict[str, str] = field(default_factory=dict)  # uname, meminfo totals, versions
     suite_revision: str = ""
+    # sha256 of the spec as canonical JSON without run_id and accelerator, plus SLO
+    # overrides: results of "the same configuration" from many runners share it.
+    config_hash: str = ""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)

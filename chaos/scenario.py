@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -26,6 +29,14 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.:=+-]+$")
 
 class SpecError(ValueError):
     """A scenario spec is malformed; the message is one line for the user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+
+def one_line(text: str) -> str:
+    """User-supplied strings inside an error message must not break it into lines."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 @dataclass(frozen=True)
@@ -187,15 +198,60 @@ def build(cls: type[T], raw: Any, where: str) -> T:
     unknown = sorted(set(raw) - set(names))
     if unknown:
         raise SpecError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         if isinstance(value, list):
             value = tuple(value)
+        _check_type(value, hints[key], f"{where}.{key}")
         kwargs[key] = value
     try:
         return cls(**kwargs)
     except TypeError as exc:
         raise SpecError(f"{where}: {exc}") from None
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _check_type(value: Any, tp: Any, where: str) -> None:
+    """Reject a JSON value that does not fit the field's annotation (one line)."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        errors = []
+        for alt in typing.get_args(tp):
+            try:
+                _check_type(value, alt, where)
+                return
+            except SpecError as exc:
+                errors.append(exc)
+        raise SpecError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__}")
+    if tp is type(None):
+        ok = value is None
+    elif tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = (isinstance(value, int | float) and not isinstance(value, bool)
+              and math.isfinite(value))
+    elif tp is str:
+        ok = isinstance(value, str)
+    elif origin is tuple:
+        if not isinstance(value, tuple):
+            ok = False
+        else:
+            (item, *_rest) = typing.get_args(tp)
+            for i, v in enumerate(value):
+                _check_type(v, item, f"{where}[{i}]")
+            ok = True
+    elif origin is dict or dataclasses.is_dataclass(tp):
+        ok = True  # checked by the caller (params, nested specs)
+    else:
+        ok = True
+    if not ok:
+        raise SpecError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__}")
 
 
 def _params(raw: Any, where: str) -> Params:
@@ -213,11 +269,12 @@ def scenario_from_dict(raw: Any) -> Scenario:
     raw = dict(raw)
     if raw.get("schema", SPEC_SCHEMA) != SPEC_SCHEMA:
         raise SpecError(f"scenario schema {raw.get('schema')!r} is not {SPEC_SCHEMA}")
-    try:
-        killer_raw = dict(raw.pop("killer"))
-        stressors_raw = raw.pop("stressors")
-    except (KeyError, TypeError, ValueError):
-        raise SpecError("scenario spec needs 'killer' and 'stressors'") from None
+    if "killer" not in raw or "stressors" not in raw:
+        raise SpecError("scenario spec needs 'killer' and 'stressors'")
+    killer_raw, stressors_raw = raw.pop("killer"), raw.pop("stressors")
+    if not isinstance(killer_raw, dict):
+        raise SpecError("'killer' must be an object")
+    killer_raw = dict(killer_raw)
     killer_raw["options"] = _params(killer_raw.get("options", {}), "killer")
     killer = build(KillerSpec, killer_raw, "killer")
     if not isinstance(stressors_raw, list):
@@ -231,9 +288,11 @@ def scenario_from_dict(raw: Any) -> Scenario:
         stressors.append(build(StressorSpec, s, f"stressors[{i}]"))
     raw["killer"] = killer
     raw["stressors"] = tuple(stressors)
+    bystanders = raw.get("bystanders", [])
+    if not isinstance(bystanders, list):
+        raise SpecError("'bystanders' must be a list")
     raw["bystanders"] = tuple(
-        build(BystanderSpec, b, f"bystanders[{i}]") for i, b in enumerate(raw.get("bystanders", []))
-    )
+        build(BystanderSpec, b, f"bystanders[{i}]") for i, b in enumerate(bystanders))
     for key, cls in (("danger", DangerSpec), ("slo", Slo), ("testbed", TestbedInfo)):
         if key in raw:
             raw[key] = build(cls, raw[key], key)

@@ -7,6 +7,8 @@ scenario in flight.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -91,6 +93,7 @@ class Session:
             result = local.run(scenario, work, self.record, testbed.allow_host_pressure,
                                on_progress)
         result.suite_revision = suite_revision()
+        result.config_hash = config_hash(result.spec, self.slo_overrides)
         result.verdict = judge(result, self.slo_overrides or None)
         path = self.result_path(result)
         result.write(path)
@@ -101,6 +104,17 @@ class Session:
 
     def result_path(self, result: Result) -> Path:
         return self.run_dir / f"{safe_name(result.run_id)}--{safe_name(result.scenario)}.json"
+
+
+def config_hash(spec: dict[str, object], slo_overrides: dict[str, float]) -> str:
+    """Identity of a configuration across runs and runners (see Result.config_hash)."""
+    canon = json.loads(json.dumps(spec))
+    canon.pop("run_id", None)
+    if isinstance(canon.get("testbed"), dict):
+        canon["testbed"].pop("accel", None)
+    blob = json.dumps({"spec": canon, "slo": slo_overrides}, sort_keys=True,
+                      separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def safe_name(text: str) -> str:

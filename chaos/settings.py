@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from chaos import kernels
-from chaos.scenario import Slo
+from chaos.scenario import Slo, one_line
 
 
 class SettingsError(ValueError):
     """A setting is invalid; str() is one line for the user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,8 @@ def sweep() -> list[str]:
     root = state_dir()
     live_runs: set[str] = set()
     if root.is_dir():
-        for run_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for run_dir in sorted(p for p in root.iterdir()
+                              if p.is_dir() and not p.name.startswith(".")):
             if _owner_alive(run_dir):
                 live_runs.add(run_dir.name)
                 continue

@@ -30,7 +30,8 @@ REASONS: dict[str, str] = {
     "KILLER_DIED": "The killer process exited or was killed during the scenario.",
     "BYSTANDER_KILLED": "A workload that had to survive was killed.",
     "BYSTANDER_STALLED": "A bystander's heartbeat stalled for longer than the SLO.",
-    "HARNESS_IMPAIRED": "The harness missed more than 10% of its samples; its view is impaired.",
+    "HARNESS_IMPAIRED": "Around danger and the kill, the harness missed more than a quarter of its "
+                        "samples; its own view of the timeline is impaired.",
     "TESTBED_HUNG": "The testbed stopped responding and was killed at its deadline.",
     "TESTBED_PANIC": "The testbed's kernel panicked.",
     "TESTBED_ERROR": "The run failed for a reason outside the scenario (see the error).",
@@ -38,6 +39,7 @@ REASONS: dict[str, str] = {
 
 FAILURE_CODES = frozenset(REASONS)
 STARVED_FRACTION = 0.5
+HARNESS_MISSED_FRACTION = 0.25
 
 
 def reason(code: str, message: str, **evidence: float | int | str | None) -> Reason:
@@ -175,11 +177,15 @@ def _killer(result: Result, slo: Slo) -> list[Reason]:
 
 
 def _harness(result: Result, slo: Slo) -> list[Reason]:
+    """The harness's own view was impaired where it mattered (around danger and the kill)."""
     m = result.metrics
-    total = m.samples + m.samples_missed
-    if total and m.samples_missed / total > 0.10:
-        return [reason("HARNESS_IMPAIRED", f"missed {m.samples_missed} of {total} samples",
-                       missed=m.samples_missed, total=total)]
+    expected = m.samples_expected_in_window
+    if expected and m.samples_missed_in_window / expected > HARNESS_MISSED_FRACTION:
+        return [reason("HARNESS_IMPAIRED",
+                       f"missed {m.samples_missed_in_window} of {expected} samples around danger "
+                       f"and the kill ({m.samples_missed} in the whole run)",
+                       missed=m.samples_missed_in_window, expected=expected,
+                       missed_total=m.samples_missed)]
     return []
 
 

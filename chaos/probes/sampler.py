@@ -13,6 +13,7 @@ sample as it happens (definitions in ``DangerSpec`` and ``Sampler.recovered``).
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from array import array
@@ -30,6 +31,11 @@ VMSTAT_KEYS = ("pgscan_direct", "pgsteal_direct", "pgscan_direct_throttle", "oom
                "pgscan_kswapd", "workingset_refault_file", "pswpout")
 # allocstall_dma, allocstall_dma32, allocstall_normal, allocstall_movable, ... summed
 ALLOCSTALL = b"allocstall_"
+
+# One regex pass in C per file: the sampler must stay cheap under emulation.
+_MEMINFO_RE = re.compile(rb"^(" + b"|".join(MEMINFO_KEYS) + rb"):\s+(\d+)", re.M)
+_VMSTAT_RE = re.compile(rb"^(allocstall_\w+|" + "|".join(VMSTAT_KEYS).encode() + rb") (\d+)$",
+                        re.M)
 
 # Recovery: the first sample after the victim is gone at which available memory is back
 # over the danger line and memory PSI 'some' over the last RECOVERY_WINDOW_MS is at most
@@ -68,6 +74,7 @@ class Sampler(threading.Thread):
         }
         self.n = 0
         self.missed = 0
+        self.gaps: list[tuple[int, int]] = []  # (when noticed, samples missed)
         self.danger_t_ns: int | None = None
         self.victim_gone_t_ns: int | None = None
         self.recovered_t_ns: int | None = None
@@ -90,25 +97,17 @@ class Sampler(threading.Thread):
         return os.pread(fd, self._buf_size, 0)
 
     def _read_meminfo(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for line in self._pread(self._meminfo).split(b"\n"):
-            key, _, rest = line.partition(b":")
-            name = MEMINFO_KEYS.get(key)
-            if name:
-                out[name] = float(rest.split()[0])
-        return out
+        return {MEMINFO_KEYS[k]: float(v) for k, v in _MEMINFO_RE.findall(
+            self._pread(self._meminfo))}
 
     def _read_vmstat(self) -> dict[str, float]:
         out = {k: 0.0 for k in VMSTAT_KEYS}
         stall = 0.0
-        for line in self._pread(self._vmstat).split(b"\n"):
-            key, _, value = line.partition(b" ")
+        for key, value in _VMSTAT_RE.findall(self._pread(self._vmstat)):
             if key.startswith(ALLOCSTALL):
                 stall += float(value)
             else:
-                k = key.decode()
-                if k in out:
-                    out[k] = float(value)
+                out[key.decode()] = float(value)
         out["allocstall"] = stall
         return out
 
@@ -190,6 +189,7 @@ class Sampler(threading.Thread):
             if now > next_t + self.period_ns:
                 late = (now - next_t) // self.period_ns
                 self.missed += int(late)
+                self.gaps.append((now, int(late)))
                 next_t += late * self.period_ns
             delay = (next_t - now) / 1e9
             if delay > 0:
@@ -212,6 +212,9 @@ class Sampler(threading.Thread):
         if self.arena is None:
             del out["arena_usage_kib"]
         return out
+
+    def missed_between(self, start_ns: int, end_ns: int) -> int:
+        return sum(n for t, n in self.gaps if start_ns <= t <= end_ns + self.period_ns * n)
 
     def value_at_start(self, col: str) -> float:
         return self.cols[col][0] if self.n else 0.0

@@ -94,8 +94,17 @@ class Timeline:
         return self.window(lo, hi) if hi > lo else None
 
 
+# Cumulative kernel counters: plotted as per-second rates in one panel. PSI's
+# cumulative ``*_total_us`` are left out (the ``*_pct`` series are their rates).
+CUMULATIVE = frozenset({"allocstall", "pgscan_direct", "pgsteal_direct", "pgscan_direct_throttle",
+                        "pgscan_kswapd", "workingset_refault_file", "pswpout", "oom_kill"})
+RATE_PANEL = "kernel counters (per second)"
+
+
 def panel_of(name: str) -> str:
     low = name.lower()
+    if low in CUMULATIVE:
+        return RATE_PANEL
     if low.endswith("_kib"):
         return "memory"
     if low.startswith("psi") or low.endswith(("_pct", "avg10", "avg60", "avg300")):
@@ -160,11 +169,15 @@ def _series(result: Result, sec: Callable[[float], float], notes: list[str]) -> 
     t_ns = result.series.get("t_ns", [])
     out: list[Series] = []
     for name in sorted(result.series):
-        if name == "t_ns":
+        if name == "t_ns" or name.endswith("_total_us"):
             continue
         values = result.series[name]
         if not any(_is_num(v) for v in values):
             continue
+        if name in CUMULATIVE and min(values) == max(values):
+            continue  # a counter that never moved: nothing to see, only clutter
+        if name in CUMULATIVE:
+            values = _rates(t_ns, values)
         if len(values) != len(t_ns):
             notes.append(f"series {name} has {len(values)} values for {len(t_ns)} timestamps; "
                          "only the common prefix is plotted")
@@ -175,6 +188,17 @@ def _series(result: Result, sec: Callable[[float], float], notes: list[str]) -> 
             for t, v in zip(t_ns, values, strict=False) if _is_num(t))
         if points:
             out.append(Series(name, panel, points))
+    return out
+
+
+def _rates(t_ns: Sequence[float], values: Sequence[float]) -> list[float]:
+    """Per-second rate of a cumulative counter (first point 0)."""
+    out: list[float] = []
+    for i, v in enumerate(values):
+        if i == 0 or not (_is_num(v) and _is_num(values[i - 1])) or t_ns[i] <= t_ns[i - 1]:
+            out.append(0.0)
+        else:
+            out.append((float(v) - float(values[i - 1])) / ((t_ns[i] - t_ns[i - 1]) / 1e9))
     return out
 
 

@@ -23,6 +23,7 @@ from chaos.state import RunRecord
 
 DEFAULT_ARENA_MIB = 512
 AGENT_MARGIN_S = 90.0
+AGENT_STOP_S = 20.0
 MIN_FREE_FOR_GLOBAL_MIB = 2048
 
 
@@ -72,8 +73,18 @@ def run(scenario: Scenario, workdir: Path, record: RunRecord | None = None,
         proc.kill()
         output, _ = proc.communicate()
         hung = True
+    except BaseException:
+        # Interrupted (SIGINT/SIGTERM): the agent tears its scenario down on SIGTERM
+        # and writes its result; SIGKILL only if it does not finish in time.
+        proc.terminate()
+        try:
+            proc.communicate(timeout=AGENT_STOP_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+        raise
     finally:
-        if record is not None:
+        if record is not None and proc.poll() is not None:
             record.remove_process(proc.pid)
     text = output.decode(errors="replace")
     if out.exists() and not hung:

@@ -35,6 +35,7 @@ from chaos.testbeds import initramfs
 QEMU = "qemu-system-x86_64"
 ENV_PASSTHROUGH = ("PYTHONPATH", "VIRTUAL_ENV", "CHAOS_REQUIRE_ALL", "CHAOS_ALLOW_HOST_PRESSURE")
 CONSOLE_TAIL = 60_000
+PROGRESS_PREFIX = "chaos-agent: progress "
 
 
 class TestbedError(RuntimeError):
@@ -55,6 +56,11 @@ class VmConfig:
     swap_mib: int = 0
     accel: str = "auto"  # auto | kvm | tcg
     boot_timeout_s: float = 90.0
+    # For stressors (chaos.runtimes.guest): a sparse scratch disk (real page cache and
+    # writeback; costs nothing until written) and, if a socket path prefix is given, a NIC
+    # whose other end is that unix datagram socket, for host->guest floods.
+    scratch_mib: int = 4096
+    flood_socket: str = ""
 
 
 @dataclass
@@ -133,7 +139,45 @@ def qemu_argv(cfg: VmConfig, initrd: Path, share: Path, console: Path, accel: st
         "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,"
                    "multidevs=remap",
         "-virtfs", f"local,path={share},mount_tag=chaosshare,security_model=none",
+        *_stressor_devices(cfg, share),
     ]
+
+
+SCRATCH_IMAGE = "scratch.img"
+
+
+def _stressor_devices(cfg: VmConfig, share: Path) -> list[str]:
+    """The scratch disk and the flood NIC that chaos.runtimes.guest brings up on demand."""
+    from chaos.runtimes.guest import FLOOD_MAC, SCRATCH_SERIAL
+
+    out: list[str] = []
+    if cfg.scratch_mib:
+        image = share / SCRATCH_IMAGE
+        out += ["-drive", f"file={image},if=none,id=scratch,format=raw,aio=threads,"
+                          f"cache={_direct_or_writeback(image)}",
+                "-device", f"virtio-blk-pci,drive=scratch,serial={SCRATCH_SERIAL}"]
+    if cfg.flood_socket:
+        out += ["-netdev", f"dgram,id=flood,local.type=unix,local.path={cfg.flood_socket}.qemu,"
+                           f"remote.type=unix,remote.path={cfg.flood_socket}.host",
+                "-device", f"virtio-net-pci,netdev=flood,mac={FLOOD_MAC}"]
+    return out
+
+
+def _direct_or_writeback(image: Path) -> str:
+    """cache=none (O_DIRECT: no host page cache, real device speed) where the host fs allows."""
+    try:
+        os.close(os.open(image, os.O_RDONLY | os.O_DIRECT))
+        return "none"
+    except OSError:
+        return "writeback"
+
+
+def _guest_env(cfg: VmConfig, share: Path) -> dict[str, str]:
+    """What chaos.runtimes.guest needs to know about this guest's kernel and devices."""
+    from chaos.runtimes import guest
+
+    return guest.host_side_env(cfg.kernel, cfg.scratch_mib, bool(cfg.flood_socket), share,
+                               initramfs.SHARE_MOUNT)
 
 
 def _tail(path: Path) -> str:
@@ -159,7 +203,7 @@ def vm_slot(cpus: int) -> Iterator[int]:
     """
     default = max(1, (os.cpu_count() or 1) // max(1, cpus))
     slots = max(1, int(os.environ.get("CHAOS_VM_SLOTS", default)))
-    lock_dir = state_dir() / "vm-slots"
+    lock_dir = state_dir() / ".vm-slots"  # dot: not a run, never swept
     lock_dir.mkdir(parents=True, exist_ok=True)
     files = [open(lock_dir / f"slot{i}", "w") for i in range(slots)]  # noqa: SIM115
     try:
@@ -193,7 +237,11 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
     for stale in ("ready", "stdout", "stderr", "exit_status"):
         (share / stale).unlink(missing_ok=True)
     env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
+    env.update(_guest_env(cfg, share))
     (share / "stage2.sh").write_text(_stage2(argv, env, os.getcwd()))
+    if cfg.scratch_mib:
+        with open(share / SCRATCH_IMAGE, "wb") as f:
+            f.truncate(cfg.scratch_mib << 20)  # sparse
     console = share / "console.log"
     console.unlink(missing_ok=True)
     initrd = initramfs.build(cfg.kernel, cache_dir() / "initramfs")
@@ -207,7 +255,7 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
     hung = False
     failure = ""
     milestones: dict[str, float] = {}
-    watcher = _Milestones(console, share / "stdout", watch_for, milestones, t0)
+    watcher = _Milestones(console, share / "stdout", watch_for, milestones, t0, on_progress)
     try:
         while True:
             rc = proc.poll()
@@ -236,6 +284,7 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
         qemu_out = proc.communicate(timeout=30)[0].decode(errors="replace")
         if record is not None:
             record.remove_process(proc.pid)
+        (share / SCRATCH_IMAGE).unlink(missing_ok=True)
     wall = time.monotonic() - t0
     console_text = _tail(console)
     status_file = share / "exit_status"
@@ -258,10 +307,14 @@ class _Milestones:
     """Watches the console and stdout files (appended by the guest) for milestone lines."""
 
     def __init__(self, console: Path, stdout: Path, watch_for: str,
-                 out: dict[str, float], t0: float) -> None:
+                 out: dict[str, float], t0: float,
+                 on_progress: Callable[[str], None] | None = None) -> None:
         self.console, self.stdout, self.watch_for = console, stdout, watch_for
         self.out, self.t0 = out, t0
         self.console_seen = 0
+        self.stdout_seen = 0
+        self.on_progress = on_progress
+        self.next_check = 0.0
 
     def poll(self, now: float) -> None:
         ms = round((now - self.t0) * 1000, 1)
@@ -279,12 +332,22 @@ class _Milestones:
                 self.console_seen = size
                 if b"chaos-init: root ready" in chunk:
                     self.out["root_ready"] = ms
-        if self.watch_for and "marker" not in self.out:
-            try:
-                if self.watch_for in self.stdout.read_text(errors="replace"):
-                    self.out["marker"] = ms
-            except OSError:
-                pass
+        if now < self.next_check:
+            return
+        self.next_check = now + 0.25
+        try:
+            with open(self.stdout, "rb") as f:
+                f.seek(self.stdout_seen)
+                chunk = f.read()
+        except OSError:
+            return
+        cut = chunk.rfind(b"\n") + 1
+        self.stdout_seen += cut
+        for line in chunk[:cut].decode(errors="replace").splitlines():
+            if self.watch_for and "marker" not in self.out and self.watch_for in line:
+                self.out["marker"] = ms
+            if self.on_progress and line.startswith(PROGRESS_PREFIX):
+                self.on_progress(line[len(PROGRESS_PREFIX):])
 
 
 def _read(path: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -33,7 +34,7 @@ def run(scenario: Scenario, kernel: Kernel, workdir: Path, record: RunRecord | N
             "--out", f"{initramfs.SHARE_MOUNT}/result.json", "--workdir", GUEST_WORKDIR]
     vm = boot(cfg, argv, share, deadline_s=scenario.deadline_s + scenario.settle_s + AGENT_MARGIN_S,
               record=record, accel=accel, name=f"chaos-{scenario.run_id}",
-              on_progress=on_progress)
+              on_progress=on_progress, watch_for="chaos-agent: start")
     result_file = share / "result.json"
     if result_file.exists() and not vm.hung:
         result = Result.read(result_file)
@@ -52,8 +53,10 @@ def run(scenario: Scenario, kernel: Kernel, workdir: Path, record: RunRecord | N
     result.kernel.package = kernel.package
     result.kernel.release = result.kernel.release or kernel.release
     result.testbed.kind = "vm"
+    result.testbed.host = platform.node()  # the runner, not the guest
     result.testbed.accel = accel
     result.testbed.boot_ms = vm.boot_ms
+    result.testbed.agent_ready_ms = vm.milestones.get("marker")
     result.testbed.memory_mib = result.testbed.memory_mib or cfg.memory_mib
     result.testbed.cpus = result.testbed.cpus or cfg.cpus
     result.logs["console"] = vm.console

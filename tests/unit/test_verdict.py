@@ -108,3 +108,14 @@ def test_stuck_in_reclaim_from_delay_accounting_alone() -> None:
     v = judge(r)
     assert v.reasons == ["KILLER_STUCK_IN_RECLAIM"]
     assert v.details[0].evidence["delayacct_ms"] == 500.0
+
+
+def test_harness_impaired_only_around_the_kill() -> None:
+    r = result()
+    r.metrics.samples_missed = 900  # a bad moment elsewhere in the run: evidence only
+    r.metrics.samples_expected_in_window = 200
+    r.metrics.samples_missed_in_window = 20
+    assert judge(r).passed
+    r.metrics.samples_missed_in_window = 80
+    v = judge(r)
+    assert v.reasons == ["HARNESS_IMPAIRED"] and v.details[0].evidence["missed"] == 80

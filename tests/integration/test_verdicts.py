@@ -1,0 +1,128 @@
+"""Every verdict reason is produced, in a real VM, by a killer that has exactly that fault.
+
+The faulty killer (tests/killers/faulty.py) runs as an ``exec:`` target, so
+this also exercises the no-code path for adding a killer. Two workloads:
+``spike`` (a hog the kernel would OOM-kill) and ``hold`` (a hog that puts
+the guest in danger and stays there without an OOM kill).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from chaos import catalogue
+from chaos.kernels import Kernel
+from chaos.result import Result
+from chaos.scenario import DangerSpec, KillerSpec, Scenario, Slo, StressorSpec
+from chaos.session import Session, TestbedChoice
+
+pytestmark = pytest.mark.integration
+
+FAULTY = Path(__file__).resolve().parent.parent / "killers" / "faulty.py"
+
+
+def faulty(mode: str, line: float, **extra: str) -> KillerSpec:
+    args = [sys.executable, str(FAULTY), "--mode", mode, "--line", str(line),
+            "--workload", "{workload}", "--bystanders", "{bystanders}", "--killer", "{killer}"]
+    for k, v in extra.items():
+        args += [f"--{k.replace('_', '-')}", v]
+    return KillerSpec(name=f"exec:faulty-{mode}={shlex.join(args)}",
+                      options={"ready_pattern": "ready"})
+
+
+def hold(killer: KillerSpec, **slo: float) -> Scenario:
+    """A 680 MiB hog in a 1 GiB guest: under a 20% danger line, short of an OOM kill."""
+    return Scenario(
+        id="hold", run_id="unset", killer=killer,
+        stressors=(StressorSpec(name="anon_hog", instance="hog", cgroup="workload/hog",
+                                params={"size_mib": 680, "rate_mib_s": 0}),),
+        danger=DangerSpec(mem_available_pct=20.0), deadline_s=40.0, slo=Slo(**slo))
+
+
+def spike(killer: KillerSpec, **slo: float) -> Scenario:
+    return dataclasses.replace(catalogue.spike(killer), slo=Slo(**slo), deadline_s=45.0)
+
+
+def run(session: Session, kernel: Kernel, scenario: Scenario) -> Result:
+    result = session.run(scenario, TestbedChoice(kind="vm", kernel=kernel.package))
+    assert not result.error, result.error + "\n" + result.logs.get("console", "")[-1500:]
+    return result
+
+
+def test_healthy_killer_passes(default_kernel: Kernel, session: Session) -> None:
+    r = run(session, default_kernel, spike(faulty("healthy", 15)))
+    assert r.verdict.passed, r.verdict
+    assert r.victims[0].killed_by == "killer"
+    assert r.victims[0].killer_comm.startswith("python")
+    assert r.metrics.time_to_kill_ms is not None and r.metrics.time_to_kill_ms >= 0
+
+
+def test_never_kills_no_kill(default_kernel: Kernel, session: Session) -> None:
+    r = run(session, default_kernel, hold(faulty("never", 20)))
+    assert "NO_KILL" in r.verdict.reasons
+    assert r.t0_ns is not None  # it was in danger
+
+
+def test_never_kills_kernel_first(default_kernel: Kernel, session: Session) -> None:
+    r = run(session, default_kernel, spike(faulty("never", 10)))
+    assert r.verdict.reasons == ["KERNEL_OOM_FIRST"]
+    assert r.victims[0].killed_by == "kernel" and r.metrics.oom_kill_delta >= 1
+
+
+def test_late_killer_slow_kill(default_kernel: Kernel, session: Session) -> None:
+    r = run(session, default_kernel, hold(faulty("late", 20, delay_s="3"), time_to_kill_ms=1000))
+    assert r.victims[0].killed_by == "killer"
+    assert "SLOW_KILL" in r.verdict.reasons
+    assert r.metrics.detect_ms is not None and r.metrics.detect_ms > 1000
+
+
+def test_kills_bystander(default_kernel: Kernel, session: Session) -> None:
+    r = run(session, default_kernel, hold(faulty("bystander", 20)))
+    assert {"BYSTANDER_KILLED", "WRONG_VICTIM", "NO_KILL"} <= set(r.verdict.reasons)
+    assert r.bystanders[0].killed_by == "killer"
+
+
+def test_kills_everything(default_kernel: Kernel, session: Session) -> None:
+    r = run(session, default_kernel, hold(faulty("everything", 20)))
+    assert {"BYSTANDER_KILLED", "OVERKILL"} <= set(r.verdict.reasons)
+    assert "WRONG_VICTIM" not in r.verdict.reasons
+    assert r.victims[0].killed_by == "killer"
+
+
+def test_exits_under_pressure(default_kernel: Kernel, session: Session) -> None:
+    r = run(session, default_kernel, hold(faulty("exits", 20)))
+    assert "KILLER_DIED" in r.verdict.reasons
+    assert r.killer.exit_status == 3
+
+
+def test_starved_by_cpu_quota(default_kernel: Kernel, session: Session) -> None:
+    r = run(session, default_kernel, hold(faulty("starved", 20, delay_s="2")))
+    assert "KILLER_STARVED" in r.verdict.reasons
+    assert r.metrics.killer_throttled_ms > 1000
+
+
+def test_allocating_killer_is_stuck_in_reclaim(default_kernel: Kernel, session: Session) -> None:
+    r = run(session, default_kernel,
+            hold(faulty("allocating", 20, alloc_mib="48", delay_s="5"), reclaim_stall_ms=1))
+    m = r.metrics
+    assert m.killer_reclaim_episodes > 0 and m.killer_reclaim_total_ms > 0
+    assert "KILLER_STUCK_IN_RECLAIM" in r.verdict.reasons
+    assert any(e.kind == "reclaim" for e in r.events)
+
+
+def test_idle_mlocked_killer_has_no_reclaim(default_kernel: Kernel, session: Session) -> None:
+    """The detector's negative control: an idle, mlocked process under the same pressure."""
+    idle = KillerSpec(name="exec:idle=python3 -c 'import ctypes,time; "
+                      "ctypes.CDLL(None).mlockall(3); print(\"ready\", flush=True); "
+                      "time.sleep(3600)'", options={"ready_pattern": "ready"})
+    r = run(session, default_kernel, spike(idle))
+    assert r.metrics.killer_reclaim_episodes == 0
+    assert r.metrics.killer_stack_reclaim_samples == 0
+    assert r.victims[0].killed_by == "kernel"
+    # the harness's clock and the tracepoints' clock are one clock
+    assert r.metrics.clock_skew_ms is not None and abs(r.metrics.clock_skew_ms) < 1.0
