@@ -79,7 +79,7 @@ def test_interrupted_run_leaves_nothing(sig: signal.Signals, testbed: str,
     run_id = f"leak{uuid.uuid4().hex[:8]}"
     proc = start_run(run_id, testbed, tmp_path)
     try:
-        pids = wait_for_stressor(proc, testbed, timeout=120)
+        pids = wait_for_stressor(proc, testbed, timeout=600)  # may wait for a VM slot
         os.kill(proc.pid, sig)  # the pytest process we started
         proc.wait(timeout=60)
     finally:

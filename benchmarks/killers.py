@@ -1,0 +1,102 @@
+"""Killers side by side on the same trouble, and oomguard's guards ablated one by one.
+
+Prints tables; not a test. Every run is a real scenario in a real VM; the
+results are kept (--results-dir) so `chaos report` can render them.
+
+    python benchmarks/killers.py --kernel 6.12 --scenario spike --scenario throttle \\
+        --killer oomguard --killer earlyoom --killer oomd --repeat 3
+    python benchmarks/killers.py --ablation --scenario spike --scenario cpu_starve
+
+Columns: pass = verdicts passed / runs; ttk = time-to-kill p50 (p95) in ms over
+the runs where the victim died; who = who killed the victim (killer/kernel/-);
+reclaim = the killer's direct-reclaim episodes summed over runs (tracepoints)
+and their total ms; reasons = the failure codes seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chaos import catalogue, kernels
+from chaos.result import Result
+from chaos.scenario import KillerSpec, Params
+from chaos.session import Session, TestbedChoice
+from chaos.targets.oomguard import GUARDS
+
+
+@dataclass
+class Row:
+    scenario: str
+    killer: str
+    results: list[Result] = field(default_factory=list)
+
+    def cells(self) -> tuple[str, ...]:
+        rs = self.results
+        passed = sum(r.verdict.passed for r in rs)
+        ttk = sorted(r.metrics.time_to_kill_ms for r in rs if r.metrics.time_to_kill_ms is not None)
+        if ttk:
+            p95 = ttk[min(len(ttk) - 1, round(0.95 * (len(ttk) - 1)))]
+            ttk_s = f"{statistics.median(ttk):.0f} ({p95:.0f})"
+        else:
+            ttk_s = "-"
+        who = Counter(v.killed_by or "-" for r in rs for v in r.victims if v.expected)
+        episodes = sum(r.metrics.killer_reclaim_episodes for r in rs)
+        reclaim_ms = sum(r.metrics.killer_reclaim_total_ms for r in rs)
+        reasons = Counter(c for r in rs for c in r.verdict.reasons)
+        return (self.scenario, self.killer, f"{passed}/{len(rs)}", ttk_s,
+                ",".join(f"{k}:{n}" for k, n in sorted(who.items())),
+                f"{episodes} / {reclaim_ms:.0f} ms",
+                ",".join(f"{k}:{n}" for k, n in sorted(reasons.items())) or "-")
+
+
+def table(rows: list[Row]) -> str:
+    header = ("scenario", "killer", "pass", "ttk p50 (p95) ms", "who killed", "killer reclaim",
+              "reasons")
+    lines = [header] + [r.cells() for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kernel", default=kernels.DEFAULT_KERNEL)
+    ap.add_argument("--scenario", action="append", default=[])
+    ap.add_argument("--killer", action="append", default=[])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--ablation", action="store_true",
+                    help="oomguard with every guard on, then each guard off in turn")
+    ap.add_argument("--results-dir", type=Path, default=Path("results/benchmarks"))
+    a = ap.parse_args()
+    kernel = kernels.get(a.kernel)
+    if a.ablation:
+        configs: list[tuple[str, str, Params]] = [("oomguard", "oomguard (all guards)", {})]
+        configs += [("oomguard", f"oomguard -{g}", {f"guard_{g}": False}) for g in GUARDS]
+    else:
+        configs = [(k, k, {}) for k in (a.killer or ["oomguard", "earlyoom", "oomd"])]
+    rows: list[Row] = []
+    with Session(results_dir=a.results_dir) as session:
+        for name in a.scenario or ["spike"]:
+            for killer, label, options in configs:
+                row = Row(name, label)
+                for _ in range(a.repeat):
+                    scenario = catalogue.get(name).build(KillerSpec(killer, options), "cgroup")
+                    r = session.run(scenario, TestbedChoice(kind="vm", kernel=kernel.package))
+                    row.results.append(r)
+                    print(f"# {name} {label}: {'pass' if r.verdict.passed else 'FAIL'} "
+                          f"{','.join(r.verdict.reasons)} ttk={r.metrics.time_to_kill_ms}",
+                          file=sys.stderr, flush=True)
+                rows.append(row)
+        print(f"kernel {kernel.release}, results in {session.run_dir}")
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Scenarios where reclaim itself is the trouble: page-cache floods, throttling, compaction."""
+
+from __future__ import annotations
+
+from chaos.plugin import CaseRunner
+
+
+def test_throttle(chaos_case: CaseRunner) -> None:
+    chaos_case.check(chaos_case.run("throttle"))
+
+
+def test_pagecache(chaos_case: CaseRunner) -> None:
+    chaos_case.check(chaos_case.run("pagecache"))
+
+
+def test_thp(chaos_case: CaseRunner) -> None:
+    chaos_case.check(chaos_case.run("thp"))
