@@ -1,0 +1,62 @@
+"""Follow a killer's log file and stamp each line with its arrival time.
+
+Most killers print no timestamps; stamping lines as they appear (within one poll
+period) puts their claims on the scenario's timeline next to the kernel's own
+evidence, so a reader can compare what the killer said with what happened.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from pathlib import Path
+
+
+class LogTail:
+    """A thread that reads new complete lines of ``path`` every ``poll_s``."""
+
+    def __init__(self, path: Path, poll_s: float = 0.02, max_lines: int = 20_000) -> None:
+        self.path = path
+        self.poll_s = poll_s
+        self._lines: collections.deque[tuple[int, str]] = collections.deque(maxlen=max_lines)
+        self._partial = b""
+        self._offset = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="killer-log-tail", daemon=True)
+
+    def start(self) -> LogTail:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop following; one last read so nothing written before now is missed."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        self._read()
+        if self._partial:
+            self._lines.append((time.monotonic_ns(), self._partial.decode(errors="replace")))
+            self._partial = b""
+
+    def lines(self) -> list[tuple[int, str]]:
+        return list(self._lines)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except OSError:
+            return
+        if not data:
+            return
+        self._offset += len(data)
+        now = time.monotonic_ns()
+        *complete, self._partial = (self._partial + data).split(b"\n")
+        for raw in complete:
+            self._lines.append((now, raw.decode(errors="replace").rstrip("\r")))

@@ -1,0 +1,154 @@
+"""Killer logs -> supporting events, from lines the real killers printed in a testbed.
+
+These events are evidence next to the kernel's, never attribution: they carry the
+pid and signal the killer *claims*, and the time the line appeared (or the time
+written in the line, for oomguard's JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from chaos import targets
+from chaos.scenario import KillerSpec
+from chaos.targets.logtail import LogTail
+
+
+def parse(name: str, text: str):  # type: ignore[no-untyped-def]
+    return targets.load(KillerSpec(name=name)).parse_log(text)
+
+
+EARLYOOM = """\
+earlyoom v1.7
+sending SIGTERM when mem <= 10.00% and swap <= 100.00%,
+        SIGKILL when mem <=  5.00% and swap <= 100.00%
+mem avail:    90 of   965 MiB ( 9.40%), swap free:    0 of    0 MiB ( 0.00%)
+low memory! at or below SIGTERM limits: mem 10.00%, swap 100.00%
+sending SIGTERM to process 179 uid 0 "python": badness 1122, VmRSS 659 MiB
+escalating to SIGKILL after 0.5 seconds
+sending SIGKILL to process 179 uid 0 "python": badness 1122, VmRSS 700 MiB
+process exited after 0.6 seconds
+"""
+
+
+def test_earlyoom_kill_lines() -> None:
+    events = parse("earlyoom", EARLYOOM)
+    assert [(e.pid, e.signal, e.comm) for e in events] == [
+        (179, 15, "python"), (0, 0, ""), (179, 9, "python"), (0, 0, "")]
+    assert events[1].detail == "escalating to SIGKILL after 0.5 seconds"
+    assert events[3].detail == "process exited after 0.6 seconds"
+    assert all(e.kind == "killer_log" and e.source == "killer-log" and e.t_ns == 0
+               for e in events)
+
+
+OOMD = """\
+[Oomd.cpp:118] Running oomd
+[Ruleset.cpp:161] DetectorGroup=system memory use has fired for Ruleset=chaos r. Running action chain.
+[Ruleset.cpp:177] Running Action=kill_by_memory_size_or_growth
+[OomdContext.cpp:190] name=chaos-r/arena/workload/hog
+[KillMemoryGrowth-inl.h:155] Picked "chaos-r/arena/workload/hog" (754MB) based on size > 50% of total 754MB with kill preference NORMAL
+[BaseKillPlugin.cpp:429] Trying to kill /sys/fs/cgroup/chaos-r/arena/workload/hog
+[BaseKillPlugin.cpp:478] Killed 1: 183(python)
+oomd kill: 0.00 0.00 0.00 chaos-r/arena/workload/hog 201256960 ruleset:[chaos r] detectorgroup:[x] killer:kill_by_memory_size_or_growth v2
+"""  # noqa: E501
+
+
+def test_oomd_kill_lines() -> None:
+    events = parse("oomd", OOMD)
+    assert len(events) == 5
+    assert "has fired" in events[0].detail and events[1].detail.startswith("[KillMemory")
+    killed = events[3]
+    assert (killed.pid, killed.comm, killed.signal) == (183, "python", 9)
+    assert events[4].detail.startswith("oomd kill:")
+
+
+def test_oomd_action_that_killed_nothing_is_kept() -> None:
+    (e,) = parse("oomd", "[Ruleset.cpp:193] Action=kill_by_memory_size_or_growth returned "
+                         "CONTINUE. Continuing action chain.\n")
+    assert "returned CONTINUE" in e.detail
+
+
+NOHANG = """\
+Monitoring has started!
+Process with highest badness (found in 37ms):
+  PID: 180, Name: python, badness: 1300
+Implementing a corrective action:
+  Sending SIGTERM to the victim
+OK; total response time: 161ms
+The victim died in 0.031s
+"""
+
+
+def test_nohang_kill_lines() -> None:
+    events = parse("nohang", NOHANG)
+    assert [(e.pid, e.signal) for e in events] == [(180, 0), (0, 15), (0, 0), (0, 0)]
+    assert events[0].comm == "python"
+    assert events[-1].detail == "The victim died in 0.031s"
+
+
+def test_oomguard_json_lines_keep_their_own_time() -> None:
+    lines = [
+        {"t_ns": 100, "event": "ready", "pid": 7},
+        {"t_ns": 200, "event": "trigger", "source": "floor"},
+        {"t_ns": 300, "event": "decision", "chosen": {"id": "/x/hog"}},
+        {"t_ns": 400, "event": "signal", "target": "/sys/fs/cgroup/c/arena/workload/hog",
+         "sent_ns": 350, "pids": [180], "signal": "SIGKILL"},
+        {"t_ns": 500, "event": "exit", "target": "/sys/fs/cgroup/c/arena/workload/hog"},
+    ]
+    text = "\n".join(json.dumps(x) for x in lines) + "\nnot json\n{broken\n"
+    events = parse("oomguard", text)
+    assert [e.t_ns for e in events] == [200, 300, 350, 500]
+    signal = events[2]
+    assert (signal.pid, signal.signal, signal.comm) == (180, 9, "hog")
+
+
+def test_arrival_time_fills_lines_without_their_own() -> None:
+    target = targets.load(KillerSpec(name="earlyoom"))
+    lines = [(10, "earlyoom v1.7"), (20, 'sending SIGTERM to process 5 uid 0 "a": badness 1, '
+                                         'VmRSS 1 MiB')]
+    (e,) = target.log_events(lines)
+    assert e.t_ns == 20 and e.pid == 5
+    og = targets.load(KillerSpec(name="oomguard"))
+    (e,) = og.log_events([(999, json.dumps({"t_ns": 5, "event": "exit", "target": "/a"}))])
+    assert e.t_ns == 5
+
+
+def test_kernel_and_exec_parse_nothing() -> None:
+    assert parse("kernel", EARLYOOM) == []
+    assert targets.load(KillerSpec(name="exec:k=true")).parse_log(EARLYOOM) == []
+
+
+# -- the log tail -----------------------------------------------------------------------------
+def test_log_tail_stamps_lines_as_they_arrive(tmp_path: Path) -> None:
+    path = tmp_path / "killer.log"
+    t = LogTail(path, poll_s=0.01).start()
+    try:
+        time.sleep(0.05)  # the file does not exist yet: nothing, no error
+        with open(path, "ab") as f:
+            f.write(b"first\nsec")
+            f.flush()
+            time.sleep(0.1)
+            before = time.monotonic_ns()
+            f.write(b"ond\n")
+            f.flush()
+            deadline = time.monotonic() + 5
+            while len(t.lines()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            f.write(b"unterminated")
+    finally:
+        t.stop()
+    lines = t.lines()
+    assert [line for _, line in lines] == ["first", "second", "unterminated"]
+    assert lines[0][0] < before <= lines[1][0] <= lines[2][0]
+
+
+def test_log_tail_stop_reads_what_was_written_last(tmp_path: Path) -> None:
+    path = tmp_path / "killer.log"
+    t = LogTail(path, poll_s=10).start()
+    path.write_text("a\nb\n")
+    t.stop()
+    assert [line for _, line in t.lines()] == ["a", "b"]
+    assert not any(th.name == "killer-log-tail" for th in threading.enumerate())
