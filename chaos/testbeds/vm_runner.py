@@ -20,6 +20,19 @@ GUEST_WORKDIR = "/tmp/chaos-agent"
 AGENT_MARGIN_S = 90.0
 
 
+FAULT_MARKS = ("Oops:", "BUG:", "Kernel panic", "general protection fault")
+
+
+def testbed_fault_before_start(console: str, share: Path) -> bool:
+    """The guest kernel faulted before the agent began to wait on its stressors."""
+    try:
+        started = "chaos-agent: progress" in (share / "stdout").read_text(errors="replace")
+    except OSError:
+        started = False
+    return (not started and not (share / "result.json").exists()
+            and any(m in console for m in FAULT_MARKS))
+
+
 def run(scenario: Scenario, kernel: Kernel, workdir: Path, record: RunRecord | None = None,
         on_progress: Callable[[str], None] | None = None) -> Result:
     cfg = VmConfig(kernel=kernel, memory_mib=scenario.testbed.memory_mib,
@@ -32,9 +45,20 @@ def run(scenario: Scenario, kernel: Kernel, workdir: Path, record: RunRecord | N
     (share / "spec.json").write_text(scenario.to_json())
     argv = [sys.executable, "-m", "chaos.agent", "--spec", f"{initramfs.SHARE_MOUNT}/spec.json",
             "--out", f"{initramfs.SHARE_MOUNT}/result.json", "--workdir", GUEST_WORKDIR]
-    vm = boot(cfg, argv, share, deadline_s=scenario.deadline_s + scenario.settle_s + AGENT_MARGIN_S,
-              record=record, accel=accel, name=f"chaos-{scenario.run_id}",
-              on_progress=on_progress, watch_for="chaos-agent: start")
+    retried = ""
+    for attempt in (1, 2):
+        vm = boot(cfg, argv, share,
+                  deadline_s=scenario.deadline_s + scenario.settle_s + AGENT_MARGIN_S,
+                  record=record, accel=accel, name=f"chaos-{scenario.run_id}",
+                  on_progress=on_progress, watch_for="chaos-agent: start")
+        if attempt == 1 and testbed_fault_before_start(vm.console, share):
+            # The guest kernel broke before the scenario began (seen under emulation:
+            # an oops while tracepoints patch kernel text). Not a finding: boot again.
+            retried = vm.console.strip().splitlines()[-1][:300] if vm.console.strip() else "?"
+            if on_progress:
+                on_progress("guest kernel faulted before the scenario started; booting again")
+            continue
+        break
     result_file = share / "result.json"
     if result_file.exists() and not vm.hung:
         result = Result.read(result_file)
@@ -63,4 +87,6 @@ def run(scenario: Scenario, kernel: Kernel, workdir: Path, record: RunRecord | N
     if vm.stdout or vm.stderr:
         result.logs["agent_output"] = (vm.stdout + vm.stderr)[-100_000:]
     result.system["vm_wall_s"] = str(vm.wall_s)
+    if retried:
+        result.system["testbed_retried"] = retried
     return result
