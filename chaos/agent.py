@@ -24,11 +24,13 @@ import traceback
 from contextlib import ExitStack
 from pathlib import Path
 
-from chaos import stressors, targets
+from chaos import targets
 from chaos.cgroupfs import CgroupTree
 from chaos.probes.attribution import attribute, exit_times
+from chaos.probes.killer import KillerProbe
+from chaos.probes.phases import Episode, fill_phases, fill_reclaim, reclaim_episodes
 from chaos.probes.sampler import ArenaSource, Sampler
-from chaos.probes.tracing import TraceRecord, TraceSession, TracingError
+from chaos.probes.tracing import TraceRecord, TraceSession, TracingError, clock_skew_ns
 from chaos.procs import Child, protect_self, spawn
 from chaos.result import (
     BystanderOutcome,
@@ -41,7 +43,8 @@ from chaos.result import (
     VictimOutcome,
 )
 from chaos.scenario import Scenario, SpecError
-from chaos.targets.base import Launch, Layout, Target, TargetError
+from chaos.targets.base import Launch, Layout, Target, TargetError, tail
+from chaos.targets.logtail import LogTail
 
 HARNESS_MEMORY_MIN = 96 << 20
 SCENARIO_EVENTS = ("signal/signal_generate", "oom/mark_victim", "sched/sched_process_exit")
@@ -79,6 +82,9 @@ class Run:
         self.victims: list[tuple[Child, str, str]] = []  # child, instance, stressor name
         self.bystanders: list[Child] = []
         self.killer_tids: set[int] = set()
+        self.episodes: list[Episode] = []
+        self.killer_probe: KillerProbe | None = None
+        self.clock_mark: tuple[int, int] | None = None
         self.events: list[Event] = []
         self.vmstat_oom_start = 0
 
@@ -86,11 +92,9 @@ class Run:
     def check(self) -> None:
         """Everything that can be refused is refused here, before anything starts."""
         self.s.validate()
-        for st in self.s.stressors:
-            stressors.parse(st.name, st.params)
-            if st.runtime != "cgroup":
-                raise SpecError(f"stressor {st.instance}: runtime {st.runtime} is not available "
-                                "in this agent yet")
+        from chaos.runtimes import launcher  # params, limits, and what this testbed can give
+
+        launcher.check(self.s)
         tb = self.s.testbed
         if tb.kind == "local" and tb.arena_mib == 0 and os.environ.get(
                 "CHAOS_ALLOW_HOST_PRESSURE") != "1":
@@ -136,6 +140,7 @@ class Run:
                                                "sig == 9 || sig == 15 || sig == 6 || sig == 2"},
                                       buffer_kb=8192).start()
             stack.callback(self.trace.remove)
+            self.clock_mark = self.trace.mark(f"chaos-clock {s.run_id}")
         except (TracingError, OSError) as exc:
             self._event(time.monotonic_ns(), "warning", detail=f"no tracing: {exc}")
         self.sampler = Sampler(s.sample_hz, s.deadline_s + s.settle_s + 30, s.danger, psi, arena,
@@ -149,18 +154,26 @@ class Run:
     def start_killer(self, stack: ExitStack) -> None:
         r = self.result
         r.killer = KillerInfo(name=self.s.killer.name, version=self.target.version())
-        launch = self.target.launch(self.s, self.layout)
+        self.killer_log: LogTail | None = None
+        self.killer_launch = launch = self.target.launch(self.s, self.layout)
         if launch is None:
             return
         if launch.config_text:
-            path = launch.config_path or self.workdir / "killer.conf"
-            path.write_text(launch.config_text)
+            launch.config_path = launch.config_path or self.workdir / "killer.conf"
+            launch.config_path.write_text(launch.config_text)
             r.killer.config = launch.config_text
+            self.target.validate(launch)
         env = {**os.environ, **launch.env}
-        self.killer = spawn("killer", launch.argv, self.layout.killer, env=env,
-                            log_path=self.workdir / "killer.log",
-                            ready_pattern=launch.ready_pattern or "\0never")
+        log_path = self.workdir / "killer.log"
+        self.killer_log = LogTail(log_path).start()
         stack.callback(self._stop_killer)
+        try:
+            self.killer = spawn("killer", launch.argv, self.layout.killer, env=env,
+                                log_path=log_path,
+                                ready_pattern=launch.ready_pattern or "\0never")
+        except OSError as exc:
+            raise TargetError(f"killer {self.s.killer.name}: cannot start {launch.argv[0]}: "
+                              f"{exc.strerror or exc}") from None
         r.killer.pids = [self.killer.pid]
         try:
             self.killer_trace = TraceSession(f"chaos-{self.s.run_id}-killer", KILLER_EVENTS,
@@ -171,15 +184,17 @@ class Run:
         self._wait_ready(launch)
 
     def _wait_ready(self, launch: Launch) -> None:
+        """Ready on evidence (a line, or alive long enough); one line with its log if not."""
         assert self.killer is not None
+        name = self.s.killer.name
         t_start = time.monotonic()
         deadline = t_start + launch.ready_timeout_s
         while time.monotonic() < deadline:
             if self.killer.popen.poll() is not None:
-                time.sleep(0.1)  # let the reader drain the last lines
-                raise TargetError(f"killer {self.s.killer.name} exited at start-up "
-                                  f"(status {self.killer.popen.returncode}): "
-                                  + " | ".join(list(self.killer.lines)[-5:]))
+                self.killer.stop(grace_s=0)  # reaps it and drains its last lines
+                raise TargetError(f"killer {name} exited at start-up "
+                                  f"(status {self.killer.returncode}): "
+                                  f"{tail(self.killer.output())}")
             if launch.ready_pattern:
                 if self.killer.ready.wait(0.05):
                     break
@@ -188,9 +203,9 @@ class Run:
             else:
                 time.sleep(0.05)
         else:
-            raise TargetError(f"killer {self.s.killer.name} not ready within "
-                              f"{launch.ready_timeout_s:.0f} s: "
-                              + " | ".join(list(self.killer.lines)[-5:]))
+            raise TargetError(f"killer {name} not ready within {launch.ready_timeout_s:.0f} s "
+                              f"(waiting for {launch.ready_pattern!r}): "
+                              f"{tail(self.killer.output())}")
         self._track_killer_tids()
         self._event(time.monotonic_ns(), "killer_ready", pid=self.killer.pid)
 
@@ -208,14 +223,22 @@ class Run:
                 raise TargetError(f"bystander {child.name} did not start: {child.output()}")
 
     def start_stressors(self, stack: ExitStack) -> None:
+        from typing import cast
+
+        from chaos.runtimes.base import Site
+        from chaos.runtimes.launcher import Launcher
+
         assert self.tree is not None
+        launch = Launcher(Site(self.s.run_id, self.tree, self.workdir, self.s.testbed))
+        stack.callback(launch.close)  # after every handle.stop below: containers, engine, dirs
         for st in self.s.stressors:
-            cg = self.tree.make(f"arena/workload/{st.instance}")
-            child = spawn(st.instance, stressors.command(st.name, st.params), cg)
-            stack.callback(child.stop)
-            self.victims.append((child, st.instance, st.name))
-            self._event(time.monotonic_ns(), "stressor_start", pid=child.pid, comm=st.instance,
-                        detail=st.name)
+            handle = launch.start(st)
+            stack.callback(handle.stop)
+            # A Child, or a Child-like container handle (chaos.runtimes.base.Handle).
+            self.victims.append((cast(Child, handle), st.instance, st.name))
+            self._event(time.monotonic_ns(), "stressor_start", pid=handle.pid, comm=st.instance,
+                        detail=f"{st.name} ({st.runtime}, "
+                               f"{launch.start_ms[st.instance]:.0f} ms to start)")
 
     # -- waiting ------------------------------------------------------------------------------
     def wait(self) -> None:
@@ -230,8 +253,12 @@ class Run:
                 [self.killer] if self.killer else []):
             poller.register(child.pidfd, select.POLLIN)
             watched[child.pidfd] = child
-        last_tids = 0.0
+        last_tids = last_progress = 0.0
+        started = time.monotonic()
         while time.monotonic() < deadline:
+            if time.monotonic() - last_progress >= 1.0:
+                self._progress(time.monotonic() - started)
+                last_progress = time.monotonic()
             for fd, _ in poller.poll(50):
                 t = time.monotonic_ns()
                 child = watched.pop(fd)
@@ -254,25 +281,60 @@ class Run:
                 self._settle(min(deadline, time.monotonic() + s.settle_s))
                 return
 
+    def _progress(self, elapsed: float) -> None:
+        """One line for the host to show the user: phase, pressure, elapsed."""
+        sp = self.sampler
+        if sp is None or not sp.n:
+            return
+        i = sp.n - 1
+        avail = 100.0 * sp.cols["mem_available_kib"][i] / max(1.0, sp.mem_total_kib)
+        phase = "in danger" if sp.danger_t_ns is not None else "pressing"
+        print(f"chaos-agent: progress {phase}, MemAvailable {avail:.0f}%, PSI some "
+              f"{sp.cols['psi_some_pct'][i]:.0f}%, {elapsed:.0f} s", flush=True)
+
     def _settle(self, until: float) -> None:
         assert self.sampler is not None
         while time.monotonic() < until and self.sampler.recovered_t_ns is None:
             time.sleep(0.05)
 
     def _track_killer_tids(self) -> None:
-        if self.killer is None or self.tree is None:
+        """The killer's threads so far (the killer probe keeps the full set)."""
+        if self.killer_probe is not None:
+            self.killer_tids |= self.killer_probe.tids()
+        elif self.killer is not None and self.tree is not None:
+            for pid in self.tree.pids("killer"):
+                try:
+                    self.killer_tids.update(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+                except OSError:
+                    continue
+
+    def start_killer_probe(self, stack: ExitStack) -> None:
+        """Watch the killer's threads: stacks, delay accounting, run delay, throttling."""
+        if self.killer is None:
             return
-        for pid in self.tree.pids("killer"):
-            try:
-                self.killer_tids.update(int(t) for t in os.listdir(f"/proc/{pid}/task"))
-            except OSError:
-                continue
+        self.killer_probe = KillerProbe(self.layout.killer, hz=self.s.sample_hz).start()
+        stack.callback(self.killer_probe.stop)
+        if self.killer_probe.taskstats_error:
+            self._event(time.monotonic_ns(), "warning",
+                        detail=f"no taskstats: {self.killer_probe.taskstats_error}")
 
     # -- teardown and the result --------------------------------------------------------------
     def _stop_killer(self) -> None:
+        """Stop the killer (once); keep its whole log, its side log and what they claim."""
+        log, self.killer_log = getattr(self, "killer_log", None), None
+        if log is None:
+            return
         if self.killer is not None:
-            self.result.killer.log = self.killer.output()[-200_000:]
             self.killer.stop()
+        log.stop()
+        lines = log.lines()
+        text = "\n".join(line for _, line in lines)
+        launch = self.killer_launch
+        side = self.target.side_log(launch) if launch is not None else ""
+        if side and launch is not None and launch.side_log is not None:
+            text += f"\n--- {launch.side_log.name} ---\n{side}"
+        self.result.killer.log = text[-200_000:]
+        self.events.extend(self.target.log_events(lines))
 
     def finish(self) -> None:
         """Collect everything once all processes are stopped."""
@@ -287,6 +349,10 @@ class Run:
                 self._event(time.monotonic_ns(), "warning", detail=f"tracefs dropped {dropped}")
             if self.trace.missing:
                 r.system["trace_missing"] = ",".join(self.trace.missing)
+        if self.clock_mark is not None:
+            skew = clock_skew_ns(records, f"chaos-clock {s.run_id}", *self.clock_mark)
+            if skew is not None:
+                r.metrics.clock_skew_ms = round(skew / 1e6, 4)
         kernel_exit = exit_times(records)
         harness_tids = {int(t) for t in os.listdir("/proc/self/task")}
         for child, instance, name in self.victims:
@@ -313,6 +379,7 @@ class Run:
                 self._event(att.mark_victim_t_ns, "mark_victim", pid=child.pid, comm=instance,
                             source="tracefs")
             if child.pid in kernel_exit and died:
+                outcome.kernel_exit_t_ns = kernel_exit[child.pid]
                 self._event(kernel_exit[child.pid], "exit", pid=child.pid, comm=instance,
                             source="tracefs")
         for child, b in zip(self.bystanders, s.bystanders, strict=True):
@@ -326,9 +393,11 @@ class Run:
                 worst_stall_ms=float(stall) if isinstance(stall, int | float) else None,
                 beats=int(done.get("beats", 0) or 0),  # type: ignore[call-overload]
                 killed_by="" if survived else att.killed_by))
+        killer_records: list[TraceRecord] = []
         if self.killer_trace is not None:
             self.killer_trace.stop()
-            self._reclaim(self.killer_trace.records())
+            killer_records = self.killer_trace.records()
+        self._killer_evidence(killer_records)
         self._metrics()
         for line in self.kmsg.read():
             r.logs.setdefault("kmsg", "")
@@ -336,32 +405,36 @@ class Run:
         r.events = sorted(self.events, key=lambda e: e.t_ns)
         r.ended_ns = time.monotonic_ns()
 
-    def _reclaim(self, records: list[TraceRecord]) -> None:
-        """Direct-reclaim episodes of the killer's threads (begin/end pairs per thread)."""
-        m = self.result.metrics
-        open_at: dict[int, int] = {}
+    def _killer_evidence(self, records: list[TraceRecord]) -> None:
+        """Reclaim episodes (tracepoints), stack samples, delay accounting, CPU starvation."""
+        r = self.result
+        m = r.metrics
+        probe = self.killer_probe
+        if probe is not None:
+            probe.stop()
+            self.killer_tids |= probe.tids()
+            m.killer_reclaim_delay_ms = probe.reclaim_delay_ms()
+            m.killer_run_delay_ms = probe.run_delay_ms()
+            m.killer_throttled_ms = probe.throttled_ms()
+            m.killer_stack_reclaim_samples = len(probe.stack_hits)
+            for hit in probe.stack_hits[:2000]:
+                self._event(hit.t_ns, "reclaim_stack", pid=hit.tid, source="stack",
+                            detail=hit.frames)
+        self.episodes = reclaim_episodes(records, self.killer_tids or None,
+                                         end_of_trace_ns=time.monotonic_ns())
+        for ep in self.episodes[:5000]:
+            self._event(ep.begin_ns, "reclaim", pid=ep.tid, comm=ep.comm, source="tracefs",
+                        detail=f"{ep.ms}")
         for rec in records:
-            if rec.event in ("mm_vmscan_direct_reclaim_begin", "mm_vmscan_memcg_reclaim_begin"):
-                open_at[rec.pid] = rec.t_ns
-            elif rec.event in ("mm_vmscan_direct_reclaim_end", "mm_vmscan_memcg_reclaim_end"):
-                begin = open_at.pop(rec.pid, None)
-                if begin is None:
-                    continue
-                dur = ns_to_ms(rec.t_ns - begin)
-                m.killer_reclaim_episodes += 1
-                m.killer_reclaim_total_ms += dur
-                m.killer_reclaim_longest_ms = max(m.killer_reclaim_longest_ms, dur)
-                self._event(begin, "reclaim", pid=rec.pid, comm=rec.comm, source="tracefs",
-                            detail=f"{dur}")
-            elif rec.event == "mm_vmscan_throttled":
+            if rec.event == "mm_vmscan_throttled":
                 self._event(rec.t_ns, "throttled", pid=rec.pid, comm=rec.comm, source="tracefs",
                             detail=rec.fields.get("reason", ""))
-        m.killer_reclaim_total_ms = round(m.killer_reclaim_total_ms, 3)
 
     def _metrics(self) -> None:
         r = self.result
         m: Metrics = r.metrics
         sampler = self.sampler
+        recovered = None
         if sampler is not None:
             r.series = sampler.series()
             m.samples = sampler.n
@@ -373,24 +446,27 @@ class Run:
             if r.t0_ns is not None:
                 self._event(r.t0_ns, "danger", source="sampler",
                             detail=f"MemAvailable < {self.s.danger.mem_available_pct}%")
-            if sampler.recovered_t_ns is not None:
-                self._event(sampler.recovered_t_ns, "recovered", source="sampler")
+            recovered = sampler.recovered_t_ns
+            if recovered is not None:
+                self._event(recovered, "recovered", source="sampler")
         m.oom_kill_delta = _vmstat("oom_kill") - self.vmstat_oom_start
-        expected = [v for v in r.victims if v.expected and v.died and v.exit_t_ns]
-        if expected and len(expected) == len([v for v in r.victims if v.expected]):
-            gone = max(v.exit_t_ns or 0 for v in expected)
-            signals = [v.signal_t_ns for v in expected if v.signal_t_ns is not None]
-            first_signal = min(signals) if signals else None
-            t0 = r.t0_ns
-            if t0 is None or (first_signal is not None and first_signal < t0):
-                t0 = first_signal  # acted before the danger line: detect is 0
-            if t0 is not None:
-                m.time_to_kill_ms = ns_to_ms(gone - t0)
-                if first_signal is not None:
-                    m.detect_ms = ns_to_ms(first_signal - t0)
-                    m.teardown_ms = ns_to_ms(gone - first_signal)
-            if sampler is not None and sampler.recovered_t_ns is not None:
-                m.recover_ms = ns_to_ms(sampler.recovered_t_ns - gone)
+        t0 = fill_phases(m, r.t0_ns, r.victims, recovered)
+        if sampler is not None and t0 is not None:
+            gone = [v.exit_t_ns for v in r.victims if v.expected and v.exit_t_ns]
+            w_start = t0 - 1_000_000_000
+            w_end = (max(gone) if gone else r.ended_ns or time.monotonic_ns()) + 1_000_000_000
+            m.samples_missed_in_window = sampler.missed_between(w_start, w_end)
+            m.samples_expected_in_window = int((w_end - w_start) / sampler.period_ns)
+        signals = [v.signal_t_ns for v in r.victims if v.expected and v.signal_t_ns]
+        if t0 is not None:
+            window_end = min(signals) if signals else r.ended_ns or time.monotonic_ns()
+            fill_reclaim(m, self.episodes, (t0, window_end))
+            m.killer_window_ms = ns_to_ms(window_end - t0)
+            if self.killer_probe is not None:
+                m.killer_run_delay_in_window_ms, m.killer_throttled_in_window_ms = (
+                    self.killer_probe.starved_in(t0, window_end))
+        else:
+            fill_reclaim(m, self.episodes, None)
         stalls = [b.worst_stall_ms for b in r.bystanders if b.worst_stall_ms is not None]
         m.bystander_worst_stall_ms = max(stalls) if stalls else None
 
@@ -408,6 +484,7 @@ def run(scenario: Scenario, out: Path, workdir: Path) -> Result:
         with ExitStack() as stack:
             run_.setup(stack)
             run_.start_killer(stack)
+            run_.start_killer_probe(stack)
             run_.start_bystanders(stack)
             run_.start_stressors(stack)
             run_.wait()

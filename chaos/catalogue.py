@@ -90,7 +90,8 @@ def pagecache(killer: KillerSpec, runtime: str = "cgroup") -> Scenario:
 def irq_storm(killer: KillerSpec, runtime: str = "cgroup") -> Scenario:
     """UDP into sockets that never read: kernel memory taken in softirq context."""
     return scenario("irq_storm", killer,
-                    trouble("udp_storm", "storm", runtime, sockets=8, rcvbuf_mib=64),
+                    trouble("udp_storm", "storm", runtime, sockets=8, rcvbuf_mib=64,
+                            udp_mem_mib=512),
                     hog(runtime, rate_mib_s=150.0))
 
 
@@ -119,12 +120,14 @@ def fork_storm(killer: KillerSpec, runtime: str = "cgroup") -> Scenario:
     """Thousands of small processes: no single big victim to find."""
     s = StressorSpec(name="fork_storm", instance="forks", cgroup="workload/forks",
                      params={"count": 4000, "child_kib": 512}, runtime=runtime)
+    # Each child is a small Python process (~1 MiB): the guest runs out long before 4000.
     return scenario("fork_storm", killer, s)
 
 
 def thp(killer: KillerSpec, runtime: str = "cgroup") -> Scenario:
     """Fragmented memory and huge-page demand: direct compaction on the allocation path."""
-    return scenario("thp", killer, trouble("thp_compact", "thp", runtime, size_mib=256),
+    return scenario("thp", killer,
+                    trouble("thp_compact", "thp", runtime, size_mib=256, fragment_mib=256),
                     hog(runtime, rate_mib_s=150.0))
 
 

@@ -81,6 +81,9 @@ class Session:
         scenario = replace(scenario, run_id=self.next_scenario_run_id(),
                            testbed=testbed.info())
         scenario.validate()
+        from chaos.runtimes import validate as validate_stressors
+
+        validate_stressors(scenario)  # bad stressor input: refused before a testbed boots
         work = self.run_dir / "work" / safe_name(scenario.run_id)
         if testbed.kind == "vm":
             from chaos.testbeds import vm_runner

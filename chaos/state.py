@@ -107,6 +107,9 @@ def sweep() -> list[str]:
             removed.append(f"cgroup {path}")
         except (OSError, RuntimeError):
             pass
+    from chaos.runtimes import sweep as sweep_runtimes  # containers, tmpfs mounts, dirs
+
+    removed += sweep_runtimes(live_runs)
     for inst in leftover_instances():
         if any(inst.name.startswith(f"chaos-{r}") for r in live_runs):
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 from typing import Any, TypeVar
@@ -49,3 +50,135 @@ def progress(**fields: float | int | str) -> None:
     fields.setdefault("t_ns", time.monotonic_ns())
     sys.stdout.write(json.dumps(fields) + "\n")
     sys.stdout.flush()
+
+
+MiB = 1 << 20
+PAGE = 4096
+
+
+def require(ok: bool, stressor: str, message: str) -> None:
+    """Raise the one-line SpecError every stressor uses for a bad parameter."""
+    if not ok:
+        raise SpecError(f"stressor {stressor}: {message}")
+
+
+def check_rate(stressor: str, size_mib: float, rate_mib_s: float) -> None:
+    require(size_mib > 0, stressor, f"size_mib must be > 0, got {size_mib:g}")
+    require(rate_mib_s >= 0, stressor, f"rate_mib_s must be >= 0 (0 = as fast as possible), "
+            f"got {rate_mib_s:g}")
+
+
+class Reporter:
+    """Progress lines at most every ``every_s`` (plus the ones forced), with elapsed time."""
+
+    def __init__(self, every_s: float = 0.1) -> None:
+        self.start = time.monotonic()
+        self.every_s = every_s
+        self.last = 0.0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def tick(self, event: str, force: bool = False, **fields: float | int | str) -> None:
+        self.emit(event, fields, force)
+
+    def emit(self, event: str, fields: dict[str, float | int | str] | dict[str, float],
+             force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last >= self.every_s:
+            self.last = now
+            progress(event=event, elapsed_s=round(now - self.start, 3), **fields)
+
+
+class Pacer:
+    """Sleeps so ``done`` units never run ahead of ``rate`` units per second (0: no pacing)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.start = time.monotonic()
+
+    def wait(self, done: float) -> None:
+        if self.rate > 0:
+            due = self.start + done / self.rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+
+def fill_block(seed: int, size: int = MiB) -> bytes:
+    """Reproducible page content: a constant pattern for seed 0, else seeded random bytes.
+
+    Random content keeps zram/KSM from shrinking the memory a stressor is meant to hold.
+    """
+    if seed == 0:
+        return b"\x5a" * size
+    import random
+
+    return random.Random(seed).randbytes(size)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children."""
+    t = os.times()
+    return round(t.user + t.system + t.children_user + t.children_system, 3)
+
+
+def until(duration_s: float) -> float:
+    """The monotonic deadline for ``duration_s`` (0 = effectively never)."""
+    return time.monotonic() + (duration_s if duration_s > 0 else 10 * 365 * 86400)
+
+
+def scratch_dir(kind: str) -> str:
+    """The directory the runtime prepared for this stressor (``CHAOS_DIR``)."""
+    path = os.environ.get("CHAOS_DIR", "")
+    if not path:
+        raise SystemExit(f"no CHAOS_DIR: this stressor needs a {kind} directory from its runtime")
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class Needs:
+    """What a stressor asks of its runtime beyond a cgroup (checked before anything starts)."""
+
+    directory: str = ""  # "block": page cache on a real block device; "tmpfs": shmem
+    dir_mib: int = 0  # room that directory must have
+    caps: tuple[str, ...] = ()  # Linux capabilities it needs inside a container
+    host_network: bool = False  # must see the testbed's network devices
+    flood_nic: bool = False  # the VM's host->guest flood NIC must be up
+    target_cgroup: str = ""  # a scenario cgroup it acts on (relative to the scenario root)
+    thp: bool = False  # transparent huge pages must be available (always or madvise)
+
+
+def argv_for(module: str, params: object) -> list[str]:
+    """``python -m MODULE --field value ...`` for every field of a params dataclass."""
+    argv = [sys.executable, "-m", module]
+    for f in dataclasses.fields(params):  # type: ignore[arg-type]
+        value = getattr(params, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        argv += [flag, json.dumps(value) if isinstance(value, bool) else str(value)]
+    return argv
+
+
+def main_for(cls: type[P], parse: Any, run: Any, argv: list[str] | None, prog: str) -> int:
+    """The ``main`` of a stressor: flags from the dataclass, the same validation, then run."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog=prog)
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        ap.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None)
+    ns = vars(ap.parse_args(argv))
+    raw: dict[str, Any] = {}
+    for key, text in ns.items():
+        if text is None:
+            continue
+        try:
+            raw[key] = json.loads(text)
+        except json.JSONDecodeError:
+            raw[key] = text
+    try:
+        params = parse(raw)
+    except SpecError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    run(params)
+    return 0

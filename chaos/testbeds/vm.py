@@ -60,6 +60,7 @@ class VmConfig:
     # writeback; costs nothing until written) and, if a socket path prefix is given, a NIC
     # whose other end is that unix datagram socket, for host->guest floods.
     scratch_mib: int = 4096
+    scratch_write_mib_s: int = 24  # a slow disk, so a dirty flood outruns writeback
     flood_socket: str = ""
 
 
@@ -154,7 +155,8 @@ def _stressor_devices(cfg: VmConfig, share: Path) -> list[str]:
     if cfg.scratch_mib:
         image = share / SCRATCH_IMAGE
         out += ["-drive", f"file={image},if=none,id=scratch,format=raw,aio=threads,"
-                          f"cache={_direct_or_writeback(image)}",
+                          f"cache={_direct_or_writeback(image)},"
+                          f"throttling.bps-write={cfg.scratch_write_mib_s << 20}",
                 "-device", f"virtio-blk-pci,drive=scratch,serial={SCRATCH_SERIAL}"]
     if cfg.flood_socket:
         out += ["-netdev", f"dgram,id=flood,local.type=unix,local.path={cfg.flood_socket}.qemu,"
@@ -285,6 +287,8 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
         if record is not None:
             record.remove_process(proc.pid)
         (share / SCRATCH_IMAGE).unlink(missing_ok=True)
+        if cfg.flood_socket:  # qemu binds its end of the flood NIC and leaves it behind
+            Path(cfg.flood_socket + ".qemu").unlink(missing_ok=True)
     wall = time.monotonic() - t0
     console_text = _tail(console)
     status_file = share / "exit_status"

@@ -1,0 +1,115 @@
+"""Starting a scenario's stressors: plan, cgroup and limits, directories, prepare, runtime.
+
+The agent owns one ``Launcher`` per run. ``check`` refuses, before anything
+starts, what this testbed cannot give (no Docker engine, no block-backed
+scratch space, no THP, no cpu controller, ...). ``start`` does the rest in a
+fixed order and returns a Child-like handle; ``close`` undoes it all
+(containers, private engine, tmpfs mounts), and runs on every exit path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from chaos import stressors
+from chaos.cgroupfs import CgroupTree, v2_memory_root
+from chaos.runtimes import dirs, guest
+from chaos.runtimes.base import Handle, Plan, Site, apply_limits, make_plan
+from chaos.runtimes.cgroup import CgroupRuntime
+from chaos.runtimes.docker import DockerRuntime, engine_available
+from chaos.scenario import Scenario, SpecError, StressorSpec
+from chaos.stressors.thp_compact import thp_mode
+
+TARGET_IN_CONTAINER = "/chaos-target"  # where a container sees the cgroup it acts on
+
+
+def check(scenario: Scenario) -> list[Plan]:
+    """Static checks plus what this testbed has; run inside the testbed, before set-up."""
+    plans = [make_plan(st, scenario.testbed) for st in scenario.stressors]
+    v2 = v2_memory_root()
+    for plan in plans:
+        where = f"stressor {plan.spec.instance}"
+        needs = plan.needs
+        if plan.spec.runtime == "docker":
+            why = engine_available(scenario.testbed.kind)
+            if why:
+                raise SpecError(f"{where}: runtime docker: {why}")
+        try:
+            dirs.check(needs.directory, needs.dir_mib)
+        except SpecError as exc:
+            raise SpecError(f"{where}: {exc}") from None
+        if needs.thp and thp_mode() not in ("always", "madvise"):
+            raise SpecError(f"{where}: transparent huge pages are {thp_mode()!r} here")
+        lim = plan.limits
+        if v2 is None and (lim.memory_high_mib or lim.cpu_pct or lim.pids_max):
+            raise SpecError(f"{where}: memory_high_mib, cpu_pct and pids_max need cgroup v2 "
+                            "(this testbed has only the v1 memory controller)")
+        if needs.target_cgroup or lim.cpu_pct:
+            if v2 is None or "cpu" not in (v2 / "cgroup.controllers").read_text().split():
+                raise SpecError(f"{where}: needs the cgroup v2 cpu controller")
+        if needs.flood_nic and not guest.flood_attached():
+            raise SpecError(f"{where}: an external flood needs the VM's flood NIC "
+                            "(VmConfig.flood_socket)")
+    return plans
+
+
+class Launcher:
+    """Starts stressors for one run and undoes everything it did at ``close``."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.cgroup = CgroupRuntime(site)
+        self.docker: DockerRuntime | None = None
+        self.undo: list[Callable[[], None]] = []
+        self.start_ms: dict[str, float] = {}
+
+    def start(self, spec: StressorSpec) -> Handle:
+        site = self.site
+        plan = make_plan(spec, site.testbed)
+        rel = f"arena/workload/{spec.instance}"
+        cg = site.tree.make(rel)
+        apply_limits(site.tree, rel, plan.limits)
+        env: dict[str, str] = {}
+        mounts: list[tuple[Path, str, str]] = []  # for a container: host, inside, mode
+        if plan.needs.directory:
+            path, remove = dirs.provide(plan.needs.directory, plan.needs.dir_mib, site.run_id,
+                                        spec.instance)
+            self.undo.append(remove)
+            env["CHAOS_DIR"] = str(path)
+            mounts.append((path, str(path), "rw"))
+        if plan.needs.flood_nic:
+            guest.flood_nic()
+        env.update(stressors.prepare(spec.name, plan.params, site.tree.root))
+        t0 = time.monotonic()
+        if spec.runtime == "docker":
+            if plan.needs.target_cgroup:  # a container has its own /sys/fs/cgroup
+                target = site.tree.path(plan.needs.target_cgroup)
+                mounts.append((target, TARGET_IN_CONTAINER, "ro"))
+                env["CHAOS_TARGET_CGROUP"] = TARGET_IN_CONTAINER
+            if self.docker is None:
+                self.docker = DockerRuntime(site)
+            handle: Handle = self.docker.start(plan, cg, env, tuple(mounts))
+            self.start_ms[spec.instance] = getattr(handle, "start_ms", 0.0)
+        else:
+            handle = self.cgroup.start(plan, cg, env)
+            self.start_ms[spec.instance] = round((time.monotonic() - t0) * 1000, 1)
+        self.undo.append(lambda: _kill_scope(site.tree, rel))
+        return handle
+
+    def close(self) -> None:
+        """Undo in reverse: scopes, directories; then containers and a private engine."""
+        for fn in reversed(self.undo):
+            try:
+                fn()
+            except (OSError, SpecError):
+                pass
+        self.undo.clear()
+        if self.docker is not None:
+            self.docker.close()
+
+
+def _kill_scope(tree: CgroupTree, rel: str) -> None:
+    if tree.path(rel).exists():
+        tree.kill(rel)
