@@ -9,7 +9,6 @@ run in these testbeds at all are listed in UNSUPPORTED, with the reason.
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
 
 from chaos.scenario import KillerSpec, SpecError
 from chaos.targets.base import Launch, Layout, Target, TargetError
@@ -36,6 +35,8 @@ UNSUPPORTED: dict[str, str] = {
 
 
 def _plugins() -> dict[str, str]:
+    from importlib import metadata  # slow to import (seconds under emulation): only when asked
+
     return {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
