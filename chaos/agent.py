@@ -43,6 +43,7 @@ from chaos.result import (
     VictimOutcome,
 )
 from chaos.scenario import Scenario, SpecError
+from chaos.stressors.common import set_process_name
 from chaos.targets.base import Launch, Layout, Target, TargetError, tail
 from chaos.targets.logtail import LogTail
 
@@ -592,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/chaos-agent"))
     a = ap.parse_args(argv)
+    set_process_name("chaos-agent")  # killers that avoid by name (earlyoom) see the harness
     try:
         scenario = Scenario.from_json(a.spec.read_text())
         Run(scenario, a.workdir).check()

@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import mmap
+import os
 import signal
 import sys
 import time
+
+from chaos.stressors.common import set_process_name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rss-mib", type=int, default=16)
     ap.add_argument("--interval-ms", type=int, default=10)
     a = ap.parse_args(argv)
+    set_process_name(os.environ.get("CHAOS_INSTANCE", "bystander"))
     held = None
     if a.rss_mib > 0:
         held = mmap.mmap(-1, a.rss_mib << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)

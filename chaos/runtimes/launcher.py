@@ -71,7 +71,7 @@ class Launcher:
         rel = f"arena/workload/{spec.instance}"
         cg = site.tree.make(rel)
         apply_limits(site.tree, rel, plan.limits)
-        env: dict[str, str] = {}
+        env: dict[str, str] = {"CHAOS_INSTANCE": spec.instance}  # its process name (comm)
         mounts: list[tuple[Path, str, str]] = []  # for a container: host, inside, mode
         if plan.needs.directory:
             path, remove = dirs.provide(plan.needs.directory, plan.needs.dir_mib, site.run_id,

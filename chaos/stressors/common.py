@@ -159,10 +159,25 @@ def argv_for(module: str, params: object) -> list[str]:
     return argv
 
 
+def set_process_name(name: str) -> None:
+    """Name the process (comm) after its instance, so killers' name patterns can match it.
+
+    Every stressor is otherwise a ``python3``, indistinguishable from the harness and
+    the bystanders to a killer that prefers or avoids processes by name (earlyoom).
+    """
+    if not name:
+        return
+    import ctypes
+
+    pr_set_name = 15
+    ctypes.CDLL(None).prctl(pr_set_name, name.encode()[:15], 0, 0, 0)
+
+
 def main_for(cls: type[P], parse: Any, run: Any, argv: list[str] | None, prog: str) -> int:
     """The ``main`` of a stressor: flags from the dataclass, the same validation, then run."""
     import argparse
 
+    set_process_name(os.environ.get("CHAOS_INSTANCE", ""))
     ap = argparse.ArgumentParser(prog=prog)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         ap.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None)
