@@ -2,7 +2,7 @@
 
 The init script mounts the host's root read-only over 9p under a tmpfs
 overlay, mounts the run's shared directory writable at /chaos-share, fresh
-proc/sys/dev/tmp, cgroup2 and tracefs, optionally turns on zram swap, and
+proc/sys/dev/run, cgroup2 and tracefs, optionally turns on zram swap, and
 hands over to the run's stage-2 script. The archive is written in the
 ``newc`` cpio format by hand (no external tool) and cached per kernel.
 """
@@ -47,8 +47,9 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 chaosshare /newroot@SH
 mount -t proc proc /newroot/proc
 mount -t sysfs sysfs /newroot/sys
 mount -t devtmpfs devtmpfs /newroot/dev
-mount -t tmpfs -o mode=1777 tmp /newroot/tmp
 mount -t tmpfs -o mode=0755 run /newroot/run
+# /tmp is left to the overlay (its writes land in the tmpfs upper layer): a fresh tmpfs
+# there would hide a checkout or virtualenv that lives under the host's /tmp.
 mount -t cgroup2 -o nsdelegate cgroup2 /newroot/sys/fs/cgroup || fail "no cgroup2"
 mount -t tracefs tracefs /newroot/sys/kernel/tracing || echo "chaos-init: no tracefs" > /dev/console
 if [ "$SWAP_MIB" -gt 0 ]; then
