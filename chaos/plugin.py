@@ -24,6 +24,7 @@ from chaos.scenario import KillerSpec, Scenario
 from chaos.session import Session, TestbedChoice
 from chaos.settings import Settings, SettingsError, resolve
 from chaos.skips import skip_or_fail, skip_unless_qemu, skip_unless_root
+from chaos.state import new_run_id
 
 MARKERS = {
     "integration": "boots real VMs or runs real daemons (slow)",
@@ -34,6 +35,36 @@ MARKERS = {
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SESSION_KEY = pytest.StashKey[Session]()
+OWNS_RUN_ID_KEY = pytest.StashKey[bool]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.stash.get(OWNS_RUN_ID_KEY, False):
+        os.environ.pop("CHAOS_RUN_ID", None)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
+    """On the controller: every worker's results, counted, and where they are."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or SETTINGS_KEY not in config.stash:
+        return
+    run_dir = Path(config.stash[SETTINGS_KEY].results_dir) / os.environ.get("CHAOS_RUN_ID", "?")
+    files = sorted(run_dir.glob("*.json"))
+    if not files:
+        return
+    verdicts: dict[str, int] = {}
+    for f in files:
+        try:
+            r = Result.read(f)
+        except (OSError, ValueError):
+            verdicts["unreadable"] = verdicts.get("unreadable", 0) + 1
+            continue
+        key = "passed" if r.verdict.passed else ",".join(r.verdict.reasons) or "failed"
+        verdicts[key] = verdicts.get(key, 0) + 1
+    terminalreporter.section("chaos results")
+    terminalreporter.write_line(f"{len(files)} scenario results in {run_dir}: "
+                                + ", ".join(f"{k} {n}" for k, n in sorted(verdicts.items())))
+    terminalreporter.write_line(f"render them: chaos report {run_dir} -o reports/")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,6 +93,11 @@ def _terminate(signum: int, frame: object) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+    if not os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("CHAOS_RUN_ID"):
+        # One run id for the controller and every xdist worker (they inherit it), so
+        # all results of this invocation land in one directory.
+        os.environ["CHAOS_RUN_ID"] = new_run_id()
+        config.stash[OWNS_RUN_ID_KEY] = True
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     for entry in catalogue.CATALOGUE.values():

@@ -53,9 +53,15 @@ class Session:
     swept: list[str] = field(default_factory=list)
     counter: int = 0
 
+    @property
+    def record_id(self) -> str:
+        """This process's share of the run (xdist workers share a run id, not a record)."""
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+        return f"{self.run_id}.{worker}" if worker else self.run_id
+
     def __enter__(self) -> Session:
         self.swept = sweep()
-        self.record = RunRecord.open(self.run_id)
+        self.record = RunRecord.open(self.record_id)
         self.results_dir.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -69,8 +75,7 @@ class Session:
 
     def next_scenario_run_id(self) -> str:
         self.counter += 1
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-        return f"{self.run_id}.{worker + '.' if worker else ''}{self.counter}"
+        return f"{self.record_id}.{self.counter}"
 
     def kernel(self, spec: str) -> Kernel:
         return kernels.get(spec)

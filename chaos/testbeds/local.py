@@ -8,18 +8,20 @@ Global pressure is for dedicated runners only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from chaos.procs import set_pdeathsig
 from chaos.result import Result
 from chaos.scenario import Scenario, SpecError
-from chaos.state import RunRecord
+from chaos.state import RunRecord, state_dir
 
 DEFAULT_ARENA_MIB = 512
 AGENT_MARGIN_S = 90.0
@@ -51,6 +53,25 @@ def run(scenario: Scenario, workdir: Path, record: RunRecord | None = None,
                                                      arena_mib=DEFAULT_ARENA_MIB))
     check_host_pressure_allowed(scenario, allow_host_pressure)
     scenario = replace(scenario, testbed=replace(scenario.testbed, kind="local", accel="none"))
+    with _host_pressure_lock(scenario):
+        return _run(scenario, workdir, record, allow_host_pressure)
+
+
+@contextlib.contextmanager
+def _host_pressure_lock(scenario: Scenario) -> Iterator[None]:
+    """Scenarios that press on the host's own memory run one at a time (across xdist workers)."""
+    if scenario.testbed.arena_mib:
+        yield
+        return
+    lock = state_dir() / ".host-pressure.lock"  # dot: not a run, never swept
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _run(scenario: Scenario, workdir: Path, record: RunRecord | None,
+         allow_host_pressure: bool) -> Result:
     workdir.mkdir(parents=True, exist_ok=True)
     spec = workdir / "spec.json"
     out = workdir / "result.json"
