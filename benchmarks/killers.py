@@ -7,7 +7,8 @@ results are kept (--results-dir) so `chaos report` can render them.
         --killer oomguard --killer earlyoom --killer oomd --repeat 3
     python benchmarks/killers.py --ablation --scenario spike --scenario cpu_starve
 
-Columns: pass = verdicts passed / runs; ttk = time-to-kill p50 (p95) in ms over
+Columns: pass = verdicts passed / runs; flake = share of runs whose verdict differs
+from the most common one (10 repeats of a healthy scenario: the stability check); ttk = time-to-kill p50 (p95) in ms over
 the runs where the victim died; who = who killed the victim (killer/kernel/-);
 reclaim = the killer's direct-reclaim episodes summed over runs (tracepoints)
 and their total ms; reasons = the failure codes seen.
@@ -48,14 +49,17 @@ class Row:
         episodes = sum(r.metrics.killer_reclaim_episodes for r in rs)
         reclaim_ms = sum(r.metrics.killer_reclaim_total_ms for r in rs)
         reasons = Counter(c for r in rs for c in r.verdict.reasons)
-        return (self.scenario, self.killer, f"{passed}/{len(rs)}", ttk_s,
+        verdicts = Counter(",".join(r.verdict.reasons) or "PASS" for r in rs)
+        flake = 1 - verdicts.most_common(1)[0][1] / len(rs) if rs else 0.0
+        return (self.scenario, self.killer, f"{passed}/{len(rs)}", f"{flake:.0%}", ttk_s,
                 ",".join(f"{k}:{n}" for k, n in sorted(who.items())),
                 f"{episodes} / {reclaim_ms:.0f} ms",
                 ",".join(f"{k}:{n}" for k, n in sorted(reasons.items())) or "-")
 
 
 def table(rows: list[Row]) -> str:
-    header = ("scenario", "killer", "pass", "ttk p50 (p95) ms", "who killed", "killer reclaim",
+    header = ("scenario", "killer", "pass", "flake", "ttk p50 (p95) ms", "who killed",
+              "killer reclaim",
               "reasons")
     lines = [header] + [r.cells() for r in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
