@@ -9,7 +9,8 @@ results are kept (--results-dir) so `chaos report` can render them.
 
 Columns: pass = verdicts passed / runs; flake = share of runs whose verdict differs
 from the most common one (10 repeats of a healthy scenario: the stability check);
-ttk = time-to-kill p50 (p95) in ms over the runs where the victim died; who = who killed the victim (killer/kernel/-);
+ttk = time-to-kill p50 (p95) in ms over the runs where the victim died;
+who = who killed the victim (killer/kernel/-);
 reclaim = the killer's direct-reclaim episodes summed over runs (tracepoints)
 and their total ms; reasons = the failure codes seen.
 """
