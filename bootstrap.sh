@@ -74,7 +74,10 @@ cmd_test() {
   "$VENV/bin/mypy" chaos oomguard
   log "pytest"
   # Scenario tests: only the CI-sized smoke selection; -n 2: one VM per xdist worker.
-  exec "$VENV/bin/pytest" -p no:cacheprovider -n 2 -m "not scenario or smoke" "$@"
+  # Scenario tests fail when a killer fails (findings about the killers); the suite's own
+  # CI runs the smoke matrix through tests/integration/test_smoke_matrix.py instead,
+  # which asserts what the suite guarantees whatever the killers do.
+  exec "$VENV/bin/pytest" -p no:cacheprovider -n 2 -m "not scenario" "$@"
 }
 
 case "${1:-}" in
