@@ -126,3 +126,28 @@ def test_idle_mlocked_killer_has_no_reclaim(default_kernel: Kernel, session: Ses
     assert r.victims[0].killed_by == "kernel"
     # the harness's clock and the tracepoints' clock are one clock
     assert r.metrics.clock_skew_ms is not None and abs(r.metrics.clock_skew_ms) < 1.0
+
+
+def small(killer: KillerSpec, hold_s: float, **slo: float) -> Scenario:
+    """A 96 MiB hog: never near the danger line."""
+    return Scenario(
+        id="small", run_id="unset", killer=killer,
+        stressors=(StressorSpec(name="anon_hog", instance="hog", cgroup="workload/hog",
+                                params={"size_mib": 96, "rate_mib_s": 0, "hold_s": hold_s}),),
+        deadline_s=12.0, slo=Slo(**slo))
+
+
+def test_no_danger_and_a_stalled_bystander(default_kernel: Kernel, session: Session) -> None:
+    r = run(session, default_kernel, small(KillerSpec(name="kernel"), hold_s=3600,
+                                           bystander_stall_ms=0.001))
+    assert r.t0_ns is None
+    assert {"NO_DANGER", "NO_KILL", "BYSTANDER_STALLED"} <= set(r.verdict.reasons)
+    stalled = next(d for d in r.verdict.details if d.code == "BYSTANDER_STALLED")
+    assert isinstance(stalled.evidence["worst_stall_ms"], float)
+
+
+def test_victim_that_exits_by_itself_is_killed_by_other(default_kernel: Kernel,
+                                                        session: Session) -> None:
+    r = run(session, default_kernel, small(KillerSpec(name="kernel"), hold_s=1))
+    assert r.victims[0].died and r.victims[0].exit_code == 0
+    assert "KILLED_BY_OTHER" in r.verdict.reasons
