@@ -151,3 +151,11 @@ def test_victim_that_exits_by_itself_is_killed_by_other(default_kernel: Kernel,
     r = run(session, default_kernel, small(KillerSpec(name="kernel"), hold_s=1))
     assert r.victims[0].died and r.victims[0].exit_code == 0
     assert "KILLED_BY_OTHER" in r.verdict.reasons
+
+
+def test_overloaded_sampler_is_harness_impaired(default_kernel: Kernel, session: Session) -> None:
+    """Asked for 1000 samples a second in an emulated guest, the sampler cannot keep up."""
+    scenario = dataclasses.replace(catalogue.spike(KillerSpec(name="kernel")), sample_hz=1000)
+    r = run(session, default_kernel, scenario)
+    assert "HARNESS_IMPAIRED" in r.verdict.reasons
+    assert r.metrics.samples_missed_in_window > r.metrics.samples_expected_in_window / 4
