@@ -159,3 +159,23 @@ def test_overloaded_sampler_is_harness_impaired(default_kernel: Kernel, session:
     r = run(session, default_kernel, scenario)
     assert "HARNESS_IMPAIRED" in r.verdict.reasons
     assert r.metrics.samples_missed_in_window > r.metrics.samples_expected_in_window / 4
+
+
+def test_killer_that_panics_the_testbed(default_kernel: Kernel, session: Session) -> None:
+    panic = KillerSpec(name="exec:panic=sh -c 'echo ready; sleep 8; "
+                       "echo c > /proc/sysrq-trigger'", options={"ready_pattern": "ready"})
+    r = session.run(spike(panic), TestbedChoice(kind="vm", kernel=default_kernel.package))
+    assert r.verdict.reasons == ["TESTBED_PANIC"]
+    assert "Kernel panic" in r.logs["console"]
+
+
+def test_killer_that_freezes_the_testbed(default_kernel: Kernel, session: Session) -> None:
+    """Real-time spinners on every CPU with RT throttling off: the guest stops answering."""
+    freeze = KillerSpec(
+        name="exec:freeze=chrt -f 99 sh -c 'echo -1 > /proc/sys/kernel/sched_rt_runtime_us; "
+             "echo ready; (while :; do :; done) & (while :; do :; done) & wait'",
+        options={"ready_pattern": "ready"})
+    scenario = dataclasses.replace(spike(freeze), deadline_s=5.0, settle_s=0.0)
+    r = session.run(scenario, TestbedChoice(kind="vm", kernel=default_kernel.package))
+    assert r.verdict.reasons == ["TESTBED_HUNG"]
+    assert r.logs["console"]
