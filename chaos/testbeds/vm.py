@@ -275,7 +275,8 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
                            f"(kernel {cfg.kernel.release}, {accel})")
                 hung = True
                 break
-            if now - t0 > cfg.boot_timeout_s + deadline_s:
+            up_s = boot_ms / 1000 if boot_ms is not None else cfg.boot_timeout_s
+            if now - t0 > up_s + deadline_s:  # the deadline runs from the guest coming up
                 failure = f"guest still running at its deadline ({deadline_s:.0f} s)"
                 hung = True
                 break

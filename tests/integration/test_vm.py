@@ -54,12 +54,11 @@ def _qemu_pids() -> set[int]:
 
 
 def test_hung_guest_is_killed_at_its_deadline(default_kernel: Kernel, tmp_path: Path) -> None:
-    t0 = time.monotonic()
     run = boot(VmConfig(kernel=default_kernel, boot_timeout_s=60), ["sleep", "600"], tmp_path,
                deadline_s=3)
     assert run.hung and run.exit_status is None
     assert "deadline" in run.failure
-    assert time.monotonic() - t0 < 90
+    assert run.wall_s < 90  # from qemu's start (waiting for a VM slot does not count)
     assert run.pid and not psutil.pid_exists(run.pid)
 
 
