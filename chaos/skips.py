@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import NoReturn
 
 import pytest
 
@@ -17,10 +18,11 @@ def require_all() -> bool:
     return os.environ.get("CHAOS_REQUIRE_ALL", "") not in ("", "0")
 
 
-def skip_or_fail(reason: str) -> None:
+def skip_or_fail(reason: str) -> NoReturn:
     if require_all():
         pytest.fail(f"required but missing (CHAOS_REQUIRE_ALL=1): {reason}", pytrace=False)
     pytest.skip(reason)
+    raise AssertionError("unreachable")
 
 
 def require(condition: bool, reason: str) -> None:

@@ -6,7 +6,6 @@ where a missing browser is a failure.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import struct
@@ -19,6 +18,7 @@ import pytest
 from chaos.report import render
 from chaos.report.samples import sample_result
 from chaos.result import Event, Reason
+from chaos.skips import skip_or_fail
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -36,10 +36,7 @@ def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found:
         return found
-    reason = "chromium is not installed (Debian: apt-get install -y chromium)"
-    if os.environ.get("CHAOS_REQUIRE_ALL") == "1":
-        pytest.fail(f"{reason}; CHAOS_REQUIRE_ALL=1 forbids skipping")
-    pytest.skip(reason)
+    skip_or_fail("chromium is not installed (Debian: apt-get install -y chromium)")
 
 
 class _Dom(HTMLParser):

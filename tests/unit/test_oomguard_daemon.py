@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 import oomguard
+from chaos.skips import skip_or_fail
 from oomguard.guards import CAP_IPC_LOCK, CAP_SYS_NICE, CAP_SYS_RESOURCE, effective_caps
 from oomguard.kfile import READ_SIZE
 
@@ -153,12 +154,12 @@ class SignalTrace:
 
     def __enter__(self) -> SignalTrace:
         if os.geteuid() != 0:
-            pytest.skip("signal attribution needs root (tracefs)")
+            skip_or_fail("signal attribution needs root (tracefs)")
         self.mnt = tempfile.mkdtemp(prefix="oomguard-tracefs-")
         r = subprocess.run(["mount", "-t", "tracefs", "nodev", self.mnt], capture_output=True)
         if r.returncode:
             os.rmdir(self.mnt)
-            pytest.skip(f"cannot mount tracefs: {r.stderr.decode().strip()}")
+            skip_or_fail(f"cannot mount tracefs: {r.stderr.decode().strip()}")
         self.inst = Path(self.mnt, "instances", f"oomguard-test-{uuid.uuid4().hex[:8]}")
         self.inst.mkdir()
         ev = self.inst / "events" / "signal" / "signal_generate"
@@ -229,12 +230,12 @@ def cg2() -> Iterator[Path]:
     """A private cgroup v2 subtree for this test, removed (after cgroup.kill) at the end."""
     root = cgroup2_mount()
     if root is None or os.geteuid() != 0:
-        pytest.skip("needs root and a cgroup2 mount")
+        skip_or_fail("needs root and a cgroup2 mount")
     base = root / f"oomguard-test-{uuid.uuid4().hex[:8]}"
     base.mkdir()
     try:
         if not (base / "cgroup.kill").exists():
-            pytest.skip("kernel without cgroup.kill")
+            skip_or_fail("kernel without cgroup.kill")
         yield base
     finally:
         remove_cgroup_tree(base)
@@ -412,7 +413,7 @@ def _status(pid: int, key: str) -> str:
 
 def test_all_guards_are_applied_and_it_still_kills(tmp_path: Path, spawn: Spawn) -> None:
     if os.geteuid() != 0:
-        pytest.skip("guards need root")
+        skip_or_fail("guards need root")
     has_resource = bool(effective_caps() >> CAP_SYS_RESOURCE & 1)
     root = cgroup2_mount()
     base = root / f"oomguard-test-{uuid.uuid4().hex[:8]}" if root else None
@@ -485,7 +486,7 @@ def test_refuses_to_start_without_privileges(
     tmp_path: Path, spawn: Spawn, guard: str, cap: int, cap_name: str
 ) -> None:
     if os.geteuid() != 0:
-        pytest.skip("drops a capability from root's bounding set")
+        skip_or_fail("drops a capability from root's bounding set")
     child = spawn()
     libc = ctypes.CDLL(None, use_errno=True)
 
@@ -593,7 +594,7 @@ def memory_limited_cgroup(cg2: Path, limit: int) -> tuple[list[Path], Path, Path
     )
     v1 = Path("/sys/fs/cgroup/memory")
     if own is None or not (v1 / own.lstrip("/")).is_dir():
-        pytest.skip("no memory controller to limit a cgroup with")
+        skip_or_fail("no memory controller to limit a cgroup with")
     memcg = v1 / own.lstrip("/") / cg2.name  # unique: named after our cgroup2 subtree
     memcg.mkdir()
     (memcg / "memory.limit_in_bytes").write_text(str(limit))
@@ -603,7 +604,7 @@ def memory_limited_cgroup(cg2: Path, limit: int) -> tuple[list[Path], Path, Path
 
 def test_psi_trigger_in_a_memory_limited_cgroup(tmp_path: Path, spawn: Spawn, cg2: Path) -> None:
     if not (cg2 / "memory.pressure").exists():
-        pytest.skip("kernel without PSI")
+        skip_or_fail("kernel without PSI")
     data = tmp_path / "thrash.bin"
     with open(data, "wb") as f:
         for _ in range(96):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from chaos.skips import skip_or_fail
 from oomguard.candidates import PF_KTHREAD, CgroupSource, ProcessSource
 from oomguard.config import Detect, PsiTrigger
 from oomguard.detect import ArmError, Detector, MemFloor, parse_pressure
@@ -71,12 +72,12 @@ def cg2() -> Iterator[Path]:
     """A private cgroup v2 subtree (with cgroup.kill), removed at the end."""
     root = cgroup2_mount()
     if root is None or os.geteuid() != 0:
-        pytest.skip("needs root and a cgroup2 mount")
+        skip_or_fail("needs root and a cgroup2 mount")
     base = root / f"oomguard-test-{uuid.uuid4().hex[:8]}"
     base.mkdir()
     try:
         if not (base / "cgroup.kill").exists():
-            pytest.skip("kernel without cgroup.kill")
+            skip_or_fail("kernel without cgroup.kill")
         yield base
     finally:
         remove_cgroup_tree(base)
@@ -220,7 +221,7 @@ def test_floor_pct_and_mib_the_higher_floor_wins(tmp_path: Path) -> None:
 
 def test_psi_trigger_arms_and_polls(tmp_path: Path) -> None:
     if not os.path.exists("/proc/pressure/memory"):
-        pytest.skip("kernel without PSI")
+        skip_or_fail("kernel without PSI")
     # A window that is a multiple of 2 s works even without CAP_SYS_RESOURCE;
     # stall == window only fires when memory is stalled 100% of the time.
     trig = PsiTrigger("/proc/pressure/memory", "full", 2_000_000, 2_000_000)
