@@ -299,3 +299,47 @@ def scenario_from_dict(raw: Any) -> Scenario:
     scenario = build(Scenario, raw, "scenario")
     scenario.validate()
     return scenario
+
+
+P = TypeVar("P")
+
+
+def typed_params(cls: type[P], raw: Params, owner: str, noun: str) -> P:
+    """Flat scalar parameters -> ``cls`` (a dataclass), coercing numbers and booleans.
+
+    Used for stressor parameters and killer options alike; unknown keys and values of
+    the wrong type are refused with one line naming the owner ("stressor anon_hog").
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise SpecError(f"{owner}: unknown {noun}(s) {', '.join(unknown)} "
+                        f"(known: {', '.join(fields)})")
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        kind = fields[key].type
+        try:
+            kwargs[key] = _coerce_scalar(kind, value)
+        except (TypeError, ValueError):
+            raise SpecError(f"{owner}: {noun} {key}={value!r} is not a valid {kind}") from None
+    return cls(**kwargs)
+
+
+def _coerce_scalar(kind: object, value: object) -> object:
+    if kind in ("bool", bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no",
+                                                        "on", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise ValueError
+    if isinstance(value, bool):
+        raise ValueError
+    if kind in ("int", int):
+        number = float(value)  # type: ignore[arg-type]
+        if number != int(number):
+            raise ValueError
+        return int(number)
+    if kind in ("float", float):
+        return float(value)  # type: ignore[arg-type]
+    return str(value)
