@@ -73,8 +73,34 @@ def _child_setup(cgroup_procs: str | None, nice: int) -> Callable[[], None]:
     return setup
 
 
+class ExitInfo:
+    """How a watched process ended, from its return code; and its pidfd's release.
+
+    Shared by plain processes (Child) and containers (runtimes.docker.ContainerHandle).
+    """
+
+    pidfd: int
+    returncode: int | None
+
+    def close(self) -> None:
+        try:
+            os.close(self.pidfd)
+        except OSError:
+            pass
+
+    @property
+    def exit_signal(self) -> int | None:
+        rc = self.returncode
+        return -rc if rc is not None and rc < 0 else None
+
+    @property
+    def exit_code(self) -> int | None:
+        rc = self.returncode
+        return rc if rc is not None and rc >= 0 else None
+
+
 @dataclass
-class Child:
+class Child(ExitInfo):
     """A started process: its pidfd, its output (bounded) and how it ended."""
 
     name: str
@@ -158,21 +184,6 @@ class Child:
         if self._reader:
             self._reader.join(timeout=2)
 
-    def close(self) -> None:
-        try:
-            os.close(self.pidfd)
-        except OSError:
-            pass
-
-    @property
-    def exit_signal(self) -> int | None:
-        rc = self.returncode
-        return -rc if rc is not None and rc < 0 else None
-
-    @property
-    def exit_code(self) -> int | None:
-        rc = self.returncode
-        return rc if rc is not None and rc >= 0 else None
 
 
 def spawn(name: str, argv: Sequence[str], cgroup_dir: Path | None = None, nice: int = 0,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.cgroupfs import remove_tree
+from chaos.procs import ExitInfo
 from chaos.runtimes import dockerd, image
 from chaos.runtimes.base import Plan, Site, last_json
 from chaos.scenario import SpecError
@@ -50,7 +51,7 @@ def _children(pid: int) -> list[int]:
 
 
 @dataclass
-class ContainerHandle:
+class ContainerHandle(ExitInfo):
     """A running stressor container, shaped like ``chaos.procs.Child`` for the agent."""
 
     name: str
@@ -159,21 +160,6 @@ class ContainerHandle:
             pass
         self.removed = True
 
-    def close(self) -> None:
-        try:
-            os.close(self.pidfd)
-        except OSError:
-            pass
-
-    @property
-    def exit_signal(self) -> int | None:
-        rc = self.returncode
-        return -rc if rc is not None and rc < 0 else None
-
-    @property
-    def exit_code(self) -> int | None:
-        rc = self.returncode
-        return rc if rc is not None and rc >= 0 else None
 
 
 def engine_available(kind: str) -> str:
