@@ -75,6 +75,7 @@ class Sampler(threading.Thread):
         self.n = 0
         self.missed = 0
         self.gaps: list[tuple[int, int]] = []  # (when noticed, samples missed)
+        self._window_start: dict[int, int] = {danger.psi_window_ms: 0, RECOVERY_WINDOW_MS: 0}
         self.danger_t_ns: int | None = None
         self.victim_gone_t_ns: int | None = None
         self.recovered_t_ns: int | None = None
@@ -155,9 +156,12 @@ class Sampler(threading.Thread):
         """Percent of wall time stalled over (about) the last ``window_ms``."""
         t = self.cols["t_ns"]
         start = t[i] - window_ms * 1e6
-        j = i
-        while j > 0 and t[j - 1] >= start:
-            j -= 1
+        # The window's first sample only moves forward: keep it per window size, so a
+        # sample costs O(1) amortised instead of a walk back over the whole window.
+        j = self._window_start.get(window_ms, 0)
+        while j < i and t[j] < start:
+            j += 1
+        self._window_start[window_ms] = j
         if j == i:
             j = max(0, i - 1)
         dt_us = (t[i] - t[j]) / 1000
