@@ -48,10 +48,16 @@ install_python() {
   local stamp="$VENV/.chaos-installed"
   if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
     log "installing the chaos package (editable) and its dev tools"
-    "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+    "$VENV/bin/pip" install -q --upgrade pip >"$VENV/pip.log" 2>&1 || true
     # compat: a plain path in a .pth file; the default import-hook finder costs
     # half a second per interpreter start under emulation.
-    "$VENV/bin/pip" install -q -e '.[dev]' --config-settings editable_mode=compat
+    # pip's own output (setuptools warns that compat mode is transitional) goes to a log.
+    if ! "$VENV/bin/pip" install -q -e '.[dev]' --config-settings editable_mode=compat \
+        >>"$VENV/pip.log" 2>&1; then
+      tail -20 "$VENV/pip.log" >&2
+      log "pip install failed; the whole log is $VENV/pip.log"
+      exit 1
+    fi
     touch "$stamp"
   fi
 }
