@@ -195,7 +195,7 @@ def _panicked(console: str) -> bool:
 
 
 @contextlib.contextmanager
-def vm_slot(cpus: int) -> Iterator[int]:
+def vm_slot(cpus: int, on_wait: Callable[[str], None] | None = None) -> Iterator[int]:
     """Hold one of the host's VM slots for the life of a guest.
 
     Emulated vCPUs are host threads: more busy vCPUs than host cores and every
@@ -217,6 +217,9 @@ def vm_slot(cpus: int) -> Iterator[int]:
                     continue
                 yield i
                 return
+            if on_wait is not None:
+                on_wait(f"waiting for a free VM slot ({slots} on this host)")
+                on_wait = None  # say it once
             time.sleep(0.1)
     finally:
         for f in files:
@@ -228,7 +231,7 @@ def boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
          on_progress: Callable[[str], None] | None = None, watch_for: str = "") -> VmRun:
     """Boot a guest, run ``argv`` in it, return what happened. Never hangs past the deadline."""
     accel = accel or resolve_accel(cfg)
-    with vm_slot(cfg.cpus):
+    with vm_slot(cfg.cpus, on_progress):
         return _boot(cfg, argv, share, deadline_s, record, accel, name, on_progress, watch_for)
 
 
