@@ -109,7 +109,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     env_before = os.environ.get("CHAOS_RUN_ID")
     os.environ["CHAOS_RUN_ID"] = run_id
     argv = [str(Path(__file__).parent), "-p", "chaos.plugin", "-p", "no:cacheprovider",
-            "-q", "-rfE", "--results-dir", settings.results_dir]
+            "-q", "-rfE", "--results-dir", settings.results_dir,
+            # chaos is imported before pytest starts here: nothing to rewrite, nothing to warn
+            "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     for k in args.killer:
         argv += ["--killer", k]
     for k in args.kernel:
