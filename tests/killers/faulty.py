@@ -12,6 +12,8 @@ MemAvailable and, once it falls under --line percent, behaves per mode:
               and kill only after --delay-s
   exits       exit with status 3 as soon as the danger line is crossed
   starved     put itself under cpu.max --cpu-max and spin (a CPU-bound loop), kill late
+  stops-harness  SIGSTOP the chaos agent (its ancestor) for --stop-s, SIGCONT it, then kill:
+              the harness is blind around danger, whatever the host's speed
 
 It prints "ready" once armed, and one line per action.
 """
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import mmap
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -44,6 +48,17 @@ def largest_cgroup(parent: Path) -> Path | None:
     return best
 
 
+def agent_pid() -> int:
+    """The nearest ancestor named chaos-agent (the exec: target may sit under a shell)."""
+    pid = os.getppid()
+    while pid > 1:
+        if Path(f"/proc/{pid}/comm").read_text().strip() == "chaos-agent":
+            return pid
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    raise SystemExit("faulty: no chaos-agent ancestor")
+
+
 def kill(cgroup: Path, what: str) -> None:
     (cgroup / "cgroup.kill").write_text("1")
     print(f"killed {what} {cgroup}", flush=True)
@@ -59,6 +74,7 @@ def main() -> int:
     ap.add_argument("--delay-s", type=float, default=3.0)
     ap.add_argument("--alloc-mib", type=int, default=8)
     ap.add_argument("--cpu-max", default="1000 100000")
+    ap.add_argument("--stop-s", type=float, default=3.0)
     a = ap.parse_args()
     if a.mode == "starved":
         (a.killer / "cpu.max").write_text(a.cpu_max)
@@ -89,6 +105,12 @@ def main() -> int:
         if a.mode == "exits":
             print("exiting under pressure", flush=True)
             return 3
+        if a.mode == "stops-harness":
+            agent = agent_pid()
+            os.kill(agent, signal.SIGSTOP)
+            time.sleep(a.stop_s)
+            os.kill(agent, signal.SIGCONT)
+            print(f"stopped the agent {agent} for {a.stop_s} s", flush=True)
         if a.mode in ("late", "allocating", "starved") and waited < a.delay_s:
             continue
         if a.mode in ("bystander", "everything"):
