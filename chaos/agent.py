@@ -475,6 +475,21 @@ class Run:
         self.events.append(Event(t_ns=t_ns, kind=kind, **kw))  # type: ignore[arg-type]
 
 
+HELPER_LOGS = ("dockerd.log",)  # daemons the agent started for the run, not the killer
+
+
+def _attach_helper_logs(r: Result, workdir: Path, tail_bytes: int = 16384) -> None:
+    """On an error, the last part of each helper daemon's log goes into the result."""
+    for name in HELPER_LOGS:
+        try:
+            with (workdir / name).open("rb") as f:
+                f.seek(0, 2)
+                f.seek(max(0, f.tell() - tail_bytes))
+                r.logs[name.removesuffix(".log")] = f.read().decode(errors="replace")
+        except OSError:
+            continue
+
+
 def run(scenario: Scenario, out: Path, workdir: Path) -> Result:
     """Run the scenario; always writes a result (with ``error`` set if the run failed)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -498,9 +513,11 @@ def run(scenario: Scenario, out: Path, workdir: Path) -> Result:
     except (Interrupted, TargetError, SpecError, OSError) as exc:
         r.error = f"TESTBED_ERROR: {exc}"
         r.logs["agent"] = traceback.format_exc()
+        _attach_helper_logs(r, workdir)
     except Exception as exc:  # the result must still be written
         r.error = f"TESTBED_ERROR: agent crashed: {exc!r}"
         r.logs["agent"] = traceback.format_exc()
+        _attach_helper_logs(r, workdir)
     finally:
         for s, h in old.items():
             signal.signal(s, h)

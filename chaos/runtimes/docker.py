@@ -12,6 +12,9 @@
   removed, and it is removed by us, never ``remove=True`` (which races with
   wait/inspect). ``OOMKilled`` means the kernel OOM killer acted; a userspace
   killer's SIGKILL is exit 137 with ``OOMKilled=false``.
+- An engine that stops answering: every call has a deadline (``Engine``); the first
+  call that gets no answer ends the run as an error, and no further call is made
+  (each would wait out its own deadline), so teardown stays bounded.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ import select
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from chaos.cgroupfs import remove_tree
 from chaos.procs import ExitInfo
@@ -37,6 +41,36 @@ LABEL_RUN = "chaos.run"
 DEFAULT_SOCKET = Path("/var/run/docker.sock")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 RUN_ID_RE = re.compile(r"^chaos-\d{8}T\d{6}-[0-9a-f]{6}")  # chaos-<chaos.state.new_run_id()>
+T = TypeVar("T")
+
+
+class EngineUnresponsive(OSError):
+    """The Docker engine stopped answering: the run is an error, not a verdict."""
+
+
+@dataclass
+class Engine:
+    """Calls to one Docker engine, each with a deadline (the client's timeout).
+
+    After the first call that gets no answer, every later call fails at once:
+    each would otherwise wait out its own deadline, and a teardown of several
+    calls would take minutes.
+    """
+
+    timeout_s: float = dockerd.CALL_TIMEOUT_S
+    silent: str = ""  # what went unanswered, once it has happened
+
+    def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        import requests
+
+        if self.silent:
+            raise EngineUnresponsive(self.silent)
+        try:
+            return fn(*args, **kwargs)
+        except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as exc:
+            self.silent = (f"the Docker engine stopped answering: {what} got no answer within "
+                           f"{self.timeout_s:.0f} s ({type(exc).__name__})")
+            raise EngineUnresponsive(self.silent) from None
 
 
 def container_name(run_id: str, instance: str) -> str:
@@ -59,6 +93,7 @@ class ContainerHandle(ExitInfo):
     pidfd: int
     stressor_pid: int
     start_ms: float  # create() call to the stressor process running
+    engine: Engine = field(default_factory=Engine)
     lines: collections.deque[str] = field(
         default_factory=lambda: collections.deque(maxlen=400))
     exit_t_ns: int | None = None
@@ -107,13 +142,15 @@ class ContainerHandle(ExitInfo):
     def alive(self) -> bool:
         return self.exit_t_ns is None and not self._exited()
 
-    def _collect(self, timeout_s: float = 60.0) -> None:
+    def _collect(self) -> None:
         """Exit code and OOMKilled from the engine, once the container has stopped."""
         if self.container_exit_code is not None:
             return
+        engine = self.engine
         try:
-            self.container.wait(timeout=timeout_s)
-            self.container.reload()
+            engine.call("waiting for the container", self.container.wait,
+                        timeout=engine.timeout_s)
+            engine.call("inspecting the container", self.container.reload)
             state = self.container.attrs["State"]
         except Exception:  # noqa: BLE001 - engine gone: the exit stays unknown
             return
@@ -145,8 +182,8 @@ class ContainerHandle(ExitInfo):
         select.select([self.pidfd], [], [], grace_s)
         if not self._exited():
             self.signal(signal.SIGKILL)
-        try:
-            self.container.kill()  # docker-init too, if the stressor is gone and it is not
+        try:  # docker-init too, if the stressor is gone and it is not
+            self.engine.call("killing the container", self.container.kill)
         except Exception:  # noqa: BLE001 - already stopped
             pass
         self._collect()
@@ -155,8 +192,8 @@ class ContainerHandle(ExitInfo):
         if self._reader:
             self._reader.join(timeout=5)
         try:
-            self.container.remove(force=True)
-        except Exception:  # noqa: BLE001 - gone already; sweep covers the rest
+            self.engine.call("removing the container", self.container.remove, force=True)
+        except Exception:  # noqa: BLE001 - gone already, or no engine; sweep covers the rest
             pass
         self.removed = True
 
@@ -184,6 +221,7 @@ class DockerRuntime:
         self.mount_host = True
         self.engine_start_s = 0.0
         self.image_s = 0.0
+        self.engine = Engine()
 
     def connect(self) -> Any:
         if self.client is not None:
@@ -191,7 +229,7 @@ class DockerRuntime:
         if DEFAULT_SOCKET.exists() or os.environ.get("DOCKER_HOST"):
             import docker
 
-            self.client = docker.from_env(timeout=180)
+            self.client = docker.from_env(timeout=int(self.engine.timeout_s))
         elif self.site.testbed.kind == "vm":
             harness = self.site.tree.path("harness") if self.site.tree.version == 2 else None
             self.daemon = dockerd.PrivateDaemon(harness, self.site.workdir / "dockerd.log")
@@ -200,7 +238,8 @@ class DockerRuntime:
         else:
             raise SpecError(engine_available(self.site.testbed.kind))
         t0 = time.monotonic()
-        self.image, self.mount_host = image.ensure(self.client)
+        self.image, self.mount_host = self.engine.call("preparing the stressor image",
+                                                       image.ensure, self.client)
         self.image_s = round(time.monotonic() - t0, 3)
         return self.client
 
@@ -227,7 +266,9 @@ class DockerRuntime:
         if limits.pids_max:
             kwargs["pids_limit"] = limits.pids_max
         t0 = time.monotonic()
-        container = client.containers.create(
+        engine = self.engine
+        container = engine.call(
+            "creating the container", client.containers.create,
             self.image, list(plan.argv), name=container_name(self.site.run_id, spec.instance),
             labels={LABEL_RUN: self.site.run_id, "chaos.instance": spec.instance,
                     "chaos.stressor": spec.name},
@@ -236,8 +277,8 @@ class DockerRuntime:
             network_mode="host" if plan.needs.host_network else "none",
             cap_add=list(plan.needs.caps) or None, detach=True, **kwargs)
         try:
-            container.start()
-            container.reload()
+            engine.call("starting the container", container.start)
+            engine.call("inspecting the container", container.reload)
             init_pid = int(container.attrs["State"]["Pid"])
             pid = self._stressor_pid(init_pid)
             start_ms = round((time.monotonic() - t0) * 1000, 1)
@@ -246,10 +287,11 @@ class DockerRuntime:
             except ProcessLookupError:  # already gone: an fd that polls readable at once
                 pidfd = os.eventfd(1)
         except BaseException:
-            container.remove(force=True)
+            if not engine.silent:
+                container.remove(force=True)
             raise
         handle = ContainerHandle(name=spec.instance, container=container, pidfd=pidfd,
-                                 stressor_pid=pid, start_ms=start_ms)
+                                 stressor_pid=pid, start_ms=start_ms, engine=engine)
         handle.start_reader()
         return handle
 
@@ -267,15 +309,26 @@ class DockerRuntime:
         return init_pid
 
     def close(self) -> None:
-        """Remove any container of this run still there, then stop a private engine."""
-        if self.client is not None:
-            remove_containers(self.client, lambda run: run == self.site.run_id)
+        """Remove any container of this run still there, then stop a private engine.
+
+        Raises EngineUnresponsive (after undoing what it can) if the engine stopped
+        answering at any point of the run: its containers are left to the sweep.
+        """
+        silent = self.engine.silent
+        if self.client is not None and not silent:
+            try:
+                self.engine.call("listing containers", remove_containers, self.client,
+                                 lambda run: run == self.site.run_id)
+            except EngineUnresponsive:
+                silent = self.engine.silent
         if self.daemon is not None:
-            self.daemon.stop()
+            self.daemon.stop(grace_s=1.0 if silent else 15.0)
             self.daemon = None
         if self.site.tree.version == 1:
             for d in v1_copies(self.site.tree.root.name):
                 remove_tree(d, 5.0, 1)
+        if silent:
+            raise EngineUnresponsive(silent)
 
 
 def v1_hierarchies() -> list[Path]:

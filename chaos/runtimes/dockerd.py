@@ -20,6 +20,9 @@ ROOT = Path("/run/chaos-docker")
 SOCKET = ROOT / "docker.sock"
 API_VERSION = "1.41"  # Debian 12's engine (20.10); pinned: auto-detection needs a live daemon
 START_TIMEOUT_S = 240.0  # measured ~4.5 s idle, ~15-30 s on a loaded host under emulation
+# Every later call: a healthy engine answers a create/wait/remove in well under 5 s even in
+# an emulated guest under pressure; no answer in this long is an engine that stopped.
+CALL_TIMEOUT_S = 30.0
 
 
 def argv(root: Path = ROOT) -> list[str]:
@@ -30,7 +33,7 @@ def argv(root: Path = ROOT) -> list[str]:
             "native.cgroupdriver=cgroupfs", "--log-level", "warn"]
 
 
-def client(socket: Path, timeout_s: float = 180.0) -> Any:
+def client(socket: Path, timeout_s: float = CALL_TIMEOUT_S) -> Any:
     import docker
 
     return docker.DockerClient(base_url=f"unix://{socket}", version=API_VERSION,
@@ -67,8 +70,8 @@ class PrivateDaemon:
         self.stop()
         raise SpecError(f"dockerd did not answer within {timeout_s:.0f} s")
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 15.0) -> None:
         if self.child is not None:
-            self.child.stop(grace_s=15)
+            self.child.stop(grace_s=grace_s)
             self.child.close()
             self.child = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,25 @@ def test_stopped_harness_is_harness_impaired(default_kernel: Kernel, session: Se
     assert "HARNESS_IMPAIRED" in r.verdict.reasons
     assert r.victims[0].died
     assert r.metrics.samples_missed_in_window > r.metrics.samples_expected_in_window / 4
+
+
+def test_docker_engine_that_stops_answering_is_an_error(default_kernel: Kernel,
+                                                        session: Session) -> None:
+    """The guest's engine is frozen mid-run: the run ends as an error, not a hang."""
+    from chaos.runtimes.dockerd import CALL_TIMEOUT_S
+
+    scenario = hold(faulty("stops-engine", 20))
+    scenario = dataclasses.replace(scenario, stressors=tuple(
+        dataclasses.replace(st, runtime="docker") for st in scenario.stressors))
+    t0 = time.monotonic()
+    r = session.run(scenario, TestbedChoice(kind="vm", kernel=default_kernel.package))
+    took = time.monotonic() - t0
+    assert r.error.startswith("TESTBED_ERROR: the Docker engine stopped answering"), r.error
+    assert "EngineUnresponsive" in r.logs["agent"]
+    assert "dockerd" in r.logs
+    assert r.victims[0].died  # the kill itself went through cgroup.kill, not the engine
+    # Boot, engine start and one unanswered call: nowhere near the VM's own deadline.
+    assert took < scenario.deadline_s + 3 * CALL_TIMEOUT_S, took
 
 
 def test_killer_that_panics_the_testbed(default_kernel: Kernel, session: Session) -> None:

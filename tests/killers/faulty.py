@@ -14,6 +14,8 @@ MemAvailable and, once it falls under --line percent, behaves per mode:
   starved     put itself under cpu.max --cpu-max and spin (a CPU-bound loop), kill late
   stops-harness  SIGSTOP the chaos agent (its ancestor) for --stop-s, SIGCONT it, then kill:
               the harness is blind around danger, whatever the host's speed
+  stops-engine  SIGSTOP the guest's private Docker engine (its pid file), then kill: the
+              engine stops answering in the middle of the run
 
 It prints "ready" once armed, and one line per action.
 """
@@ -111,6 +113,10 @@ def main() -> int:
             time.sleep(a.stop_s)
             os.kill(agent, signal.SIGCONT)
             print(f"stopped the agent {agent} for {a.stop_s} s", flush=True)
+        if a.mode == "stops-engine":
+            engine = int(Path("/run/chaos-docker/dockerd.pid").read_text())
+            os.kill(engine, signal.SIGSTOP)
+            print(f"stopped the Docker engine {engine}", flush=True)
         if a.mode in ("late", "allocating", "starved") and waited < a.delay_s:
             continue
         if a.mode in ("bystander", "everything"):

@@ -198,6 +198,24 @@ def test_container_exit_is_read_before_removal(code: int, oom: bool, signal_: in
     h.close()
 
 
+def test_an_engine_that_stops_answering_is_asked_nothing_more() -> None:
+    import requests
+
+    calls: list[str] = []
+
+    def silent() -> None:
+        calls.append("silent")
+        raise requests.exceptions.ReadTimeout("read timed out")
+
+    engine = docker.Engine(timeout_s=7)
+    assert engine.call("pinging", lambda: 42) == 42
+    with pytest.raises(docker.EngineUnresponsive, match="waiting got no answer within 7 s"):
+        engine.call("waiting", silent)
+    with pytest.raises(docker.EngineUnresponsive, match="waiting"):
+        engine.call("removing", lambda: calls.append("remove"))
+    assert calls == ["silent"]
+
+
 def test_container_names_are_docker_safe() -> None:
     assert docker.container_name("20261126T000000-abc.gw0.3", "hog:1") == \
         "chaos-20261126T000000-abc.gw0.3-hog_1"
