@@ -41,6 +41,10 @@ class Detect:
     mem_available_min_pct: float | None = None
     mem_available_min_mib: int | None = None
     meminfo: str = "/proc/meminfo"
+    # The floor is checked sooner the closer MemAvailable is to it: after the time memory
+    # filling at this rate would take to reach it (at least 1 ms, at most interval_ms).
+    # 0 = every interval_ms. earlyoom uses the same idea with 6000 MiB/s.
+    floor_fill_rate_mib_s: int = 6000
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +229,7 @@ def _detect(t: _Table) -> Detect:
     pct = t.get("mem_available_min_pct", _num, -1.0)
     mib = t.get("mem_available_min_mib", _int(1, 2**31), 0)
     meminfo = t.get("meminfo", _abs_path, "/proc/meminfo")
+    rate = t.get("floor_fill_rate_mib_s", _int(0, 1_000_000), 6000)
     t.done()
     if pct != -1.0 and not 0 < pct <= 100:
         raise ConfigError(f"{t.where}.mem_available_min_pct: {pct:g} must be > 0 and <= 100")
@@ -233,7 +238,7 @@ def _detect(t: _Table) -> Detect:
             f"[{t.where}]: no trigger configured (set psi, mem_available_min_pct "
             "or mem_available_min_mib)"
         )
-    return Detect(psi, None if pct == -1.0 else pct, mib or None, meminfo)
+    return Detect(psi, None if pct == -1.0 else pct, mib or None, meminfo, rate)
 
 
 def _policy(t: _Table) -> Policy:

@@ -56,6 +56,7 @@ class Daemon:
         self.stopping = False
         self.stop_reason = "exit"
         self.last_gc = time.monotonic_ns()
+        self.next_floor = 0  # the floor is checked on its own, adaptive cadence
 
     # -- start -------------------------------------------------------------------------
 
@@ -147,26 +148,33 @@ class Daemon:
         return 0
 
     def _iterate(self, next_tick: int) -> int:
-        """One wake-up: PSI events or the tick (refresh + floor), then act if in danger."""
+        """One wake-up: PSI events, the floor (checked sooner near it), or the tick
+        (candidates refreshed); then act if in danger."""
         self.beat()
         if self.wd is not None and self.wd.fired is not None:
             self._follow_watchdog()
         now = time.monotonic_ns()
-        triggers = self.detector.wait(max(0, -(-(next_tick - now) // 1_000_000)))
+        wake = min(next_tick, self.next_floor)
+        triggers = self.detector.wait(max(0, -(-(wake - now) // 1_000_000)))
         for path in self.detector.broken:
             self.log.emit("error", where="psi", file=path, error="trigger fd reported POLLERR")
         self.detector.broken.clear()
         now = time.monotonic_ns()
-        if now >= next_tick:
+        tick = now >= next_tick
+        if tick:
             next_tick = now + self.interval_ns
             self._refresh()
+        if tick or now >= self.next_floor:
             floor = self._check_floor()
+            self.next_floor = now + self.detector.next_floor_ms(self.cfg.interval_ms) * 1_000_000
             if floor is not None:
                 triggers.append(floor)
-            elif not triggers:
+            elif tick and not triggers:
                 self.quiet = False  # a calm tick ends the danger episode
                 self._maybe_collect(now)
         if triggers and now >= self.cooldown_until and not self.stopping:
+            if not tick:
+                self._refresh()  # choose from sizes read now, not at the last tick
             self._act(triggers)
         return next_tick
 

@@ -111,9 +111,12 @@ class MemFloor:
         if det.mem_available_min_mib is not None:
             floors.append(det.mem_available_min_mib * 1024)
         self.floor_kib = max(floors)  # either floor triggers: the higher one wins
+        self.rate_kib_per_ms = det.floor_fill_rate_mib_s * 1024 / 1000
+        self.headroom_kib = 0
 
     def check(self) -> Trigger | None:
         avail, _ = parse_meminfo(self.meminfo.read())
+        self.headroom_kib = avail - self.floor_kib
         if avail >= self.floor_kib:
             return None
         return Trigger(
@@ -124,6 +127,13 @@ class MemFloor:
                 "floor_kib": self.floor_kib,
             },
         )
+
+    def next_check_ms(self, interval_ms: int) -> int:
+        """How long until the next check: as long as memory filling at the configured rate
+        would take to use up the headroom, clamped to [1 ms, interval_ms]."""
+        if self.rate_kib_per_ms <= 0:
+            return interval_ms
+        return max(1, min(interval_ms, int(self.headroom_kib / self.rate_kib_per_ms)))
 
     def close(self) -> None:
         self.meminfo.close()
@@ -177,6 +187,9 @@ class Detector:
 
     def check_floor(self) -> Trigger | None:
         return self.floor.check() if self.floor is not None else None
+
+    def next_floor_ms(self, interval_ms: int) -> int:
+        return self.floor.next_check_ms(interval_ms) if self.floor is not None else interval_ms
 
     def armed(self) -> list[dict[str, object]]:
         out: list[dict[str, object]] = [

@@ -183,6 +183,11 @@ ERRORS = [
         "[detect]\nmem_available_min_mib = 0\n",
         "detect.mem_available_min_mib: 0 is out of range",
     ),
+    (
+        "negative fill rate",
+        "[detect]\nmem_available_min_mib = 64\nfloor_fill_rate_mib_s = -1\n",
+        "detect.floor_fill_rate_mib_s: -1 is out of range",
+    ),
     ("no trigger", "[detect]\n", "[detect]: no trigger configured"),
     ("no detect at all", "interval_ms = 100\n", "[detect]: no trigger configured"),
     (

@@ -219,6 +219,23 @@ def test_floor_pct_and_mib_the_higher_floor_wins(tmp_path: Path) -> None:
     floor.close()
 
 
+def test_floor_is_checked_sooner_the_closer_memory_is_to_it(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    fake_meminfo(meminfo, 1_024_000, 1_000_000)
+    det = Detect(mem_available_min_mib=100, meminfo=str(meminfo), floor_fill_rate_mib_s=1000)
+    floor = MemFloor(det, keep=False)
+    waits = []
+    for avail_mib in (900, 150, 110, 101, 50):  # 1000 MiB/s = 1 MiB per ms
+        fake_meminfo(meminfo, 1_024_000, avail_mib * 1024)
+        floor.check()
+        waits.append(floor.next_check_ms(interval_ms=100))
+    assert waits == [100, 50, 10, 1, 1]
+    fixed = MemFloor(Detect(mem_available_min_mib=100, meminfo=str(meminfo),
+                            floor_fill_rate_mib_s=0), keep=False)
+    fixed.check()
+    assert fixed.next_check_ms(interval_ms=100) == 100
+
+
 def test_psi_trigger_arms_and_polls(tmp_path: Path) -> None:
     if not os.path.exists("/proc/pressure/memory"):
         skip_or_fail("kernel without PSI")
