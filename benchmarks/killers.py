@@ -9,7 +9,9 @@ results are kept (--results-dir) so `chaos report` can render them.
 
 Columns: pass = verdicts passed / runs; flake = share of runs whose verdict differs
 from the most common one (10 repeats of a healthy scenario: the stability check);
-ttk = time-to-kill p50 (p95) in ms over the runs where the victim died;
+ttk = time-to-kill p50 (p95) in ms over the runs where the victim died (danger to
+victim gone); detect = its first part, danger to the fatal signal (the killer's own
+share; the rest is the victim's exit, the kernel's work);
 who = who killed the victim (killer/kernel/-);
 reclaim = the killer's direct-reclaim episodes summed over runs (tracepoints)
 and their total ms; reasons = the failure codes seen.
@@ -31,6 +33,14 @@ from chaos.session import Session, TestbedChoice
 from chaos.targets.oomguard import GUARDS
 
 
+def p50_p95(values: list[float | None]) -> str:
+    xs = sorted(v for v in values if v is not None)
+    if not xs:
+        return "-"
+    p95 = xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))]
+    return f"{statistics.median(xs):.0f} ({p95:.0f})"
+
+
 @dataclass
 class Row:
     scenario: str
@@ -40,26 +50,23 @@ class Row:
     def cells(self) -> tuple[str, ...]:
         rs = self.results
         passed = sum(r.verdict.passed for r in rs)
-        ttk = sorted(r.metrics.time_to_kill_ms for r in rs if r.metrics.time_to_kill_ms is not None)
-        if ttk:
-            p95 = ttk[min(len(ttk) - 1, round(0.95 * (len(ttk) - 1)))]
-            ttk_s = f"{statistics.median(ttk):.0f} ({p95:.0f})"
-        else:
-            ttk_s = "-"
+        ttk_s = p50_p95([r.metrics.time_to_kill_ms for r in rs])
+        detect_s = p50_p95([r.metrics.detect_ms for r in rs])
         who = Counter(v.killed_by or "-" for r in rs for v in r.victims if v.expected)
         episodes = sum(r.metrics.killer_reclaim_episodes for r in rs)
         reclaim_ms = sum(r.metrics.killer_reclaim_total_ms for r in rs)
         reasons = Counter(c for r in rs for c in r.verdict.reasons)
         verdicts = Counter(",".join(r.verdict.reasons) or "PASS" for r in rs)
         flake = 1 - verdicts.most_common(1)[0][1] / len(rs) if rs else 0.0
-        return (self.scenario, self.killer, f"{passed}/{len(rs)}", f"{flake:.0%}", ttk_s,
+        return (self.scenario, self.killer, f"{passed}/{len(rs)}", f"{flake:.0%}", ttk_s, detect_s,
                 ",".join(f"{k}:{n}" for k, n in sorted(who.items())),
                 f"{episodes} / {reclaim_ms:.0f} ms",
                 ",".join(f"{k}:{n}" for k, n in sorted(reasons.items())) or "-")
 
 
 def table(rows: list[Row]) -> str:
-    header = ("scenario", "killer", "pass", "flake", "ttk p50 (p95) ms", "who killed",
+    header = ("scenario", "killer", "pass", "flake", "ttk p50 (p95) ms",
+              "detect p50 (p95) ms", "who killed",
               "killer reclaim",
               "reasons")
     lines = [header] + [r.cells() for r in rows]
