@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from owned import Spawn, move
 
 from chaos.skips import skip_or_fail
 from oomguard.candidates import PF_KTHREAD, CgroupSource, ProcessSource
@@ -25,85 +24,8 @@ from oomguard.kill import KillError, kill_cgroup, kill_process, mrelease, wait_g
 from oomguard.log import JsonLog
 from oomguard.watchdog import Handle, Watchdog
 
-Spawn = Callable[..., subprocess.Popen[bytes]]
 MRELEASE_OK = {"ok", "ESRCH", "EINVAL", "ENOSYS"}
 
-
-@pytest.fixture
-def spawn() -> Iterator[Spawn]:
-    """Start `sleep` children; whatever is still alive at the end is killed by pid."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(*argv: str) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen(list(argv) or ["sleep", "300"], stdin=subprocess.DEVNULL)
-        procs.append(p)
-        settled(p.pid)
-        return p
-
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait(timeout=10)
-
-
-def settled(pid: int, timeout: float = 5.0) -> None:
-    """Wait until a fresh child has finished exec and has resident memory (RSS > 0)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-        if int(stat[stat.rindex(b")") + 2 :].split()[21]) > 0:
-            return
-        assert time.monotonic() < deadline, f"child {pid} never got an RSS"
-        time.sleep(0.005)
-
-
-def cgroup2_mount() -> Path | None:
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if right.split()[0] == "cgroup2":
-                return Path(left.split()[4])
-    return None
-
-
-@pytest.fixture
-def cg2() -> Iterator[Path]:
-    """A private cgroup v2 subtree (with cgroup.kill), removed at the end."""
-    root = cgroup2_mount()
-    if root is None or os.geteuid() != 0:
-        skip_or_fail("needs root and a cgroup2 mount")
-    base = root / f"oomguard-test-{uuid.uuid4().hex[:8]}"
-    base.mkdir()
-    try:
-        if not (base / "cgroup.kill").exists():
-            skip_or_fail("kernel without cgroup.kill")
-        yield base
-    finally:
-        remove_cgroup_tree(base)
-
-
-def remove_cgroup_tree(base: Path, timeout: float = 10.0) -> None:
-    """Kill what is left in our own subtree, then rmdir bottom-up until it is really gone."""
-    deadline = time.monotonic() + timeout
-    if (base / "cgroup.kill").exists():
-        (base / "cgroup.kill").write_text("1")
-    while base.exists():
-        dirs = sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
-        for d in [*dirs, base]:
-            try:
-                d.rmdir()
-            except OSError:
-                pass
-        if base.exists():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"could not remove {base}")
-            time.sleep(0.05)
-
-
-def move(pid: int, cgroup: Path) -> None:
-    cgroup.mkdir(parents=True, exist_ok=True)
-    (cgroup / "cgroup.procs").write_text(str(pid))
 
 
 def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
