@@ -34,6 +34,7 @@ class Entry:
     family: str  # the kind of trouble; the smoke selection takes one entry per family
     build: Callable[[KillerSpec, str], Scenario]  # (killer, runtime) -> scenario
     smoke: bool = False  # the family's representative in the CI-sized selection
+    vm_only: bool = False  # needs what only the VM testbed has (a NIC the host can flood)
 
 
 def hog(runtime: str, rate_mib_s: float = 0.0, **extra: float | int) -> StressorSpec:
@@ -95,6 +96,14 @@ def irq_storm(killer: KillerSpec, runtime: str = "cgroup") -> Scenario:
                     hog(runtime, rate_mib_s=150.0))
 
 
+def nic_storm(killer: KillerSpec, runtime: str = "cgroup") -> Scenario:
+    """The host floods the guest's NIC: device interrupts and NAPI allocate (VM only)."""
+    return scenario("nic_storm", killer,
+                    trouble("udp_storm", "storm", runtime, source="external", sockets=8,
+                            rcvbuf_mib=64, udp_mem_mib=512, rate_mib_s=20.0),
+                    hog(runtime, rate_mib_s=150.0))
+
+
 def cpu_starve(killer: KillerSpec, runtime: str = "cgroup") -> Scenario:
     """The killer's cgroup under a 2% CPU quota with CPU hogs on every CPU."""
     return scenario("cpu_starve", killer,
@@ -151,6 +160,8 @@ CATALOGUE: dict[str, Entry] = {e.name: e for e in (
     Entry("pagecache", "a clean page-cache flood churning reclaim", "pagecache", pagecache),
     Entry("irq_storm", "a UDP storm allocating kernel memory in softirq context", "irq",
           irq_storm, smoke=True),
+    Entry("nic_storm", "a flood from the host into the guest's NIC, allocated by device "
+          "interrupts", "irq", nic_storm, vm_only=True),
     Entry("cpu_starve", "the killer under a tiny CPU quota with CPU hogs", "cpu", cpu_starve,
           smoke=True),
     Entry("shmem", "tmpfs memory that a kill does not free", "unreclaimable", shmem,

@@ -23,7 +23,7 @@ from chaos.result import Result
 from chaos.scenario import KillerSpec, Scenario
 from chaos.session import Session, TestbedChoice
 from chaos.settings import Settings, SettingsError, resolve
-from chaos.skips import skip_or_fail, skip_unless_qemu, skip_unless_root
+from chaos.skips import not_applicable, skip_or_fail, skip_unless_qemu, skip_unless_root
 from chaos.state import new_run_id
 
 MARKERS = {
@@ -240,6 +240,9 @@ class CaseRunner:
 
     def run(self, scenario: Scenario | str) -> Result:
         if isinstance(scenario, str):
+            if catalogue.get(scenario).vm_only and self.settings.testbed != "vm":
+                not_applicable(f"{scenario} needs the VM testbed, this run uses "
+                               f"{self.settings.testbed}")
             scenario = self.build(scenario)
         t0 = time.monotonic()
 

@@ -25,6 +25,13 @@ def skip_or_fail(reason: str) -> NoReturn:
     raise AssertionError("unreachable")
 
 
+def not_applicable(reason: str) -> NoReturn:
+    """A combination that cannot exist (a VM-only scenario on the local testbed): always a
+    skip, even with CHAOS_REQUIRE_ALL, because nothing is missing. Never for a dependency."""
+    pytest.skip(f"not applicable: {reason}")
+    raise AssertionError("unreachable")
+
+
 def require(condition: bool, reason: str) -> None:
     if not condition:
         skip_or_fail(reason)

@@ -9,6 +9,10 @@ def test_irq_storm(chaos_case: CaseRunner) -> None:
     chaos_case.check(chaos_case.run("irq_storm"))
 
 
+def test_nic_storm(chaos_case: CaseRunner) -> None:
+    chaos_case.check(chaos_case.run("nic_storm"))
+
+
 def test_cpu_starve(chaos_case: CaseRunner) -> None:
     chaos_case.check(chaos_case.run("cpu_starve"))
 

@@ -29,6 +29,7 @@ GUEST_MODULES = ("virtio_blk", "ext4", "virtio_net")
 OPTIONAL_MODULES = ("crc32c_generic",)  # ext4 asks the crypto API for crc32c at mount
 SCRATCH_ENV = "CHAOS_GUEST_SCRATCH_MIB"  # size of the attached scratch disk
 FLOOD_ENV = "CHAOS_GUEST_FLOOD"  # "1" when the flood NIC is attached
+SHARE_ENV = "CHAOS_GUEST_SHARE"  # the directory shared with the host (flood.go / flood.stop)
 SCRATCH_SERIAL = "chaos-scratch"
 SCRATCH_MOUNT = Path("/run/chaos-scratch")
 FLOOD_MAC = "52:54:00:c4:a0:5e"
@@ -61,7 +62,8 @@ def host_side_env(kernel: Kernel, scratch_mib: int, flood: bool, share: Path,
     under emulation that walk takes tens of seconds, on the host milliseconds. So the
     host writes the ordered list of (decompressed) modules, the guest only insmods it.
     """
-    env = {SCRATCH_ENV: str(scratch_mib), FLOOD_ENV: "1" if flood else "0"}
+    env = {SCRATCH_ENV: str(scratch_mib), FLOOD_ENV: "1" if flood else "0",
+           SHARE_ENV: share_in_guest}
     if kernel.modules_dir is not None and (scratch_mib or flood):
         try:
             files = testbed_modules(kernel, wanted=GUEST_MODULES, optional=OPTIONAL_MODULES)
@@ -86,6 +88,14 @@ def load_modules() -> None:
                              timeout=60)
         if out.returncode != 0 and "File exists" not in out.stderr:
             raise SpecError(f"insmod {ko.name} failed: {out.stderr.strip()}")
+
+
+def ask_host_flood(start: bool) -> None:
+    """Tell the host to start (``flood.go``) or stop (``flood.stop``) flooding the NIC."""
+    share = os.environ.get(SHARE_ENV, "")
+    if not share:
+        raise SpecError("this guest has no shared directory to ask the host for a flood")
+    Path(share, "flood.go" if start else "flood.stop").write_text("1")
 
 
 def _wait_for(check: object, what: str, timeout_s: float = 30.0) -> Path:

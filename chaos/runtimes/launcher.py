@@ -96,6 +96,9 @@ class Launcher:
             handle = self.cgroup.start(plan, cg, env)
             self.start_ms[spec.instance] = round((time.monotonic() - t0) * 1000, 1)
         self.undo.append(lambda: _kill_scope(site.tree, rel))
+        if plan.needs.flood_nic:  # its sockets are bound once it runs: the host may flood
+            guest.ask_host_flood(start=True)
+            self.undo.append(lambda: guest.ask_host_flood(start=False))
         return handle
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from chaos.runtimes.guest import FLOOD_GUEST_IP, FLOOD_HOST_IP, FLOOD_MAC
@@ -48,7 +49,7 @@ def frame(port: int, payload: bytes) -> bytes:
 class HostFlood(threading.Thread):
     """Floods ``ports`` of the guest at ``rate_mib_s`` while the guest asks for it."""
 
-    def __init__(self, prefix: str, share: Path, ports: range, rate_mib_s: float = 20.0,
+    def __init__(self, prefix: str, share: Path, ports: Sequence[int], rate_mib_s: float = 20.0,
                  payload_bytes: int = 1400, deadline_s: float = 600.0) -> None:
         super().__init__(name="chaos-host-flood", daemon=True)
         self.prefix, self.share, self.ports = prefix, share, ports

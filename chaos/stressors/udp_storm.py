@@ -50,7 +50,9 @@ class UdpStormParams:
     port_base: int = 47000
     rcvbuf_mib: int = 256  # forced receive buffer per socket
     packet_bytes: int = 16384  # loopback datagram payload
-    rate_mib_s: float = 0.0  # loopback send rate; 0 = as fast as possible
+    # loopback: the send rate, 0 = as fast as possible; external: the host's flood rate,
+    # 0 = chaos.testbeds.vm_runner.HOST_FLOOD_MIB_S
+    rate_mib_s: float = 0.0
     duration_s: float = 0.0  # 0 = until stopped
     udp_mem_mib: int = 0  # raise net.ipv4.udp_mem to this (testbed-wide); 0 = leave it
 

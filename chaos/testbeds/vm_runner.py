@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from chaos.kernels import Kernel
 from chaos.result import Result
+from chaos.runtimes.netflood import HostFlood
 from chaos.scenario import Scenario
 from chaos.state import RunRecord
 from chaos.testbeds import initramfs
@@ -33,14 +36,56 @@ def testbed_fault_before_start(console: str, share: Path) -> bool:
             and any(m in console for m in FAULT_MARKS))
 
 
+HOST_FLOOD_MIB_S = 20.0  # when the scenario leaves the rate at 0: the host shares its CPUs
+
+
+def host_flood(scenario: Scenario, socket_dir: Path, share: Path) -> HostFlood | None:
+    """The host side of every ``udp_storm`` with ``source: external`` (one flood, all ports)."""
+    from chaos.stressors import udp_storm
+
+    ports: list[int] = []
+    rate = 0.0
+    for st in scenario.stressors:
+        if st.name != udp_storm.NAME:
+            continue
+        p = udp_storm.parse(st.params)
+        if p.source == "external":
+            ports += range(p.port_base, p.port_base + p.sockets)
+            rate += p.rate_mib_s or HOST_FLOOD_MIB_S
+    if not ports:
+        return None
+    prefix = str(socket_dir / "flood")
+    if len(prefix) > 90:  # a unix socket path has 108 bytes, and ".qemu" is added
+        prefix = f"/tmp/chaos-flood-{os.getpid()}-{time.monotonic_ns()}"
+    return HostFlood(prefix, share, ports, rate_mib_s=rate,
+                     deadline_s=scenario.deadline_s + scenario.settle_s + AGENT_MARGIN_S)
+
+
 def run(scenario: Scenario, kernel: Kernel, workdir: Path, record: RunRecord | None = None,
         on_progress: Callable[[str], None] | None = None) -> Result:
-    cfg = VmConfig(kernel=kernel, memory_mib=scenario.testbed.memory_mib,
-                   cpus=scenario.testbed.cpus, swap_mib=scenario.testbed.swap_mib)
-    accel = resolve_accel(cfg)
-    scenario = replace(scenario, testbed=replace(scenario.testbed, kind="vm", accel=accel))
     share = workdir / "share"
     share.mkdir(parents=True, exist_ok=True)
+    flood = host_flood(scenario, record.root if record else workdir, share)
+    if flood is None:
+        return _run(scenario, kernel, share, record, on_progress, "")
+    flood.start()
+    try:
+        result = _run(scenario, kernel, share, record, on_progress, flood.prefix)
+    finally:
+        flood.stop()
+    result.system["host_flood"] = (f"{flood.sent_bytes / (1 << 20):.1f} MiB to ports "
+                                   f"{flood.ports[0]}..{flood.ports[-1]} in {flood.flood_s} s, "
+                                   f"{flood.dropped} frames dropped")
+    return result
+
+
+def _run(scenario: Scenario, kernel: Kernel, share: Path, record: RunRecord | None,
+         on_progress: Callable[[str], None] | None, flood_socket: str) -> Result:
+    cfg = VmConfig(kernel=kernel, memory_mib=scenario.testbed.memory_mib,
+                   cpus=scenario.testbed.cpus, swap_mib=scenario.testbed.swap_mib,
+                   flood_socket=flood_socket)
+    accel = resolve_accel(cfg)
+    scenario = replace(scenario, testbed=replace(scenario.testbed, kind="vm", accel=accel))
     (share / "result.json").unlink(missing_ok=True)
     (share / "spec.json").write_text(scenario.to_json())
     argv = [sys.executable, "-m", "chaos.agent", "--spec", f"{initramfs.SHARE_MOUNT}/spec.json",

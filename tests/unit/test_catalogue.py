@@ -52,3 +52,22 @@ def test_names_do_not_contain_each_other() -> None:
     names = list(catalogue.CATALOGUE)
     for a in names:
         assert not [b for b in names if a != b and a in b], a
+
+
+def test_an_external_storm_gets_a_host_flood_on_its_ports(tmp_path: Path) -> None:
+    from chaos.testbeds.vm_runner import HOST_FLOOD_MIB_S, host_flood
+
+    assert host_flood(catalogue.get("irq_storm").build(KillerSpec("kernel"), "cgroup"),
+                      tmp_path, tmp_path) is None
+    nic = catalogue.get("nic_storm").build(KillerSpec("kernel"), "cgroup")
+    flood = host_flood(nic, tmp_path, tmp_path)
+    assert flood is not None
+    try:
+        assert list(flood.ports) == list(range(47000, 47008))
+        assert flood.rate_mib_s == HOST_FLOOD_MIB_S == 20.0
+        assert flood.prefix == str(tmp_path / "flood")
+        assert not flood.is_alive()  # nothing is sent before the guest writes flood.go
+    finally:
+        flood.sock.close()
+        Path(flood.prefix + ".host").unlink()
+    assert catalogue.get("nic_storm").vm_only and not catalogue.get("irq_storm").vm_only
