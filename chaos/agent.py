@@ -83,6 +83,9 @@ class Run:
         self.victims: list[tuple[Child, str, str]] = []  # child, instance, stressor name
         self.bystanders: list[Child] = []
         self.killer_tids: set[int] = set()
+        # instance -> every pid seen in its scope: a stressor of several processes (hogs
+        # with count > 1, docker-init and its child) dies as a group, killed member by member
+        self.group_pids: dict[str, set[int]] = {}
         self.episodes: list[Episode] = []
         self.killer_probe: KillerProbe | None = None
         self.clock_mark: tuple[int, int] | None = None
@@ -275,6 +278,7 @@ class Run:
                                 detail=f"rc={child.returncode}")
             if time.monotonic() - last_tids > 0.1:
                 self._track_killer_tids()
+                self._track_group_pids()
                 last_tids = time.monotonic()
             if expected and all(not c.alive() for c, _, _ in self.victims if c.pid in expected):
                 gone = max(c.exit_t_ns or 0 for c, _, _ in self.victims if c.pid in expected)
@@ -308,6 +312,16 @@ class Run:
                     self.killer_tids.update(int(t) for t in os.listdir(f"/proc/{pid}/task"))
                 except OSError:
                     continue
+
+    def _track_group_pids(self) -> None:
+        from chaos.runtimes.launcher import scope
+
+        if self.tree is None:
+            return
+        for child, instance, _ in self.victims:
+            group = self.group_pids.setdefault(instance, {child.pid})
+            if child.alive():
+                group.update(self.tree.pids(scope(instance)))
 
     def start_killer_probe(self, stack: ExitStack) -> None:
         """Watch the killer's threads: stacks, delay accounting, run delay, throttling."""
@@ -359,7 +373,8 @@ class Run:
         for child, instance, name in self.victims:
             spec = next(x for x in s.stressors if x.instance == instance)
             died = child.exit_t_ns is not None
-            att = attribute(child.pid, records, self.killer_tids, harness_tids,
+            group = self.group_pids.get(instance, set()) | {child.pid}
+            att = attribute(group, records, self.killer_tids, harness_tids,
                             before_ns=child.exit_t_ns)
             outcome = VictimOutcome(instance=instance, pid=child.pid, cgroup=spec.cgroup,
                                     died=died, exit_t_ns=child.exit_t_ns if died else None,

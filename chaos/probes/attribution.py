@@ -28,19 +28,26 @@ class Attribution:
     mark_victim_t_ns: int | None = None
 
 
-def attribute(pid: int, records: Iterable[TraceRecord], killer_tids: set[int],
+def attribute(pids: int | set[int], records: Iterable[TraceRecord], killer_tids: set[int],
               harness_tids: set[int], before_ns: int | None = None) -> Attribution:
-    """Attribute the death of ``pid`` using events up to ``before_ns`` (its exit)."""
+    """Attribute the death of a process, or of a group of processes that dies as one (a
+    stressor's parent and its children), using events up to ``before_ns`` (its exit).
+
+    For a group, the first fatal signal to any member counts, except one a member sent
+    to another (a parent passing its child's fate on, docker-init forwarding a signal).
+    """
+    group = {pids} if isinstance(pids, int) else pids
     first_signal: TraceRecord | None = None
     mark: TraceRecord | None = None
     for r in records:
         if before_ns is not None and r.t_ns > before_ns:
             break
-        if r.event == "mark_victim" and r.int_field("pid") == pid and mark is None:
+        if r.event == "mark_victim" and r.int_field("pid") in group and mark is None:
             mark = r
-        elif (r.event == "signal_generate" and r.int_field("pid") == pid
+        elif (r.event == "signal_generate" and r.int_field("pid") in group
               and r.int_field("sig") in FATAL_SIGNALS and r.int_field("res", 0) in (0, 2)
-              and first_signal is None and r.pid not in harness_tids):
+              and first_signal is None and r.pid not in harness_tids
+              and (len(group) == 1 or r.pid not in group)):
             # res: 0 delivered, 2 already pending (still sent by this task)
             first_signal = r
     if mark is not None:

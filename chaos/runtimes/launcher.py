@@ -55,6 +55,11 @@ def check(scenario: Scenario) -> list[Plan]:
     return plans
 
 
+def scope(instance: str) -> str:
+    """A stressor's cgroup, relative to the scenario tree (its container nests below it)."""
+    return f"arena/workload/{instance}"
+
+
 class Launcher:
     """Starts stressors for one run and undoes everything it did at ``close``."""
 
@@ -68,7 +73,7 @@ class Launcher:
     def start(self, spec: StressorSpec) -> Handle:
         site = self.site
         plan = make_plan(spec, site.testbed)
-        rel = f"arena/workload/{spec.instance}"
+        rel = scope(spec.instance)
         cg = site.tree.make(rel)
         apply_limits(site.tree, rel, plan.limits)
         env: dict[str, str] = {"CHAOS_INSTANCE": spec.instance}  # its process name (comm)

@@ -48,3 +48,19 @@ def test_events_after_the_exit_are_ignored_and_exit_times() -> None:
     recs = parse(TRACE)
     assert attribute(300, recs, set(), set(), before_ns=31_000_000_000).killed_by == ""
     assert exit_times(recs) == {171: 18_644_554_000}
+
+
+GROUP = """\
+         earlyoom-90     [000] d..1.    40.000001: signal_generate: sig=9 errno=0 code=0 comm=python3 pid=402 grp=1 res=0
+         python3-400     [001] d..1.    40.200000: signal_generate: sig=9 errno=0 code=0 comm=python3 pid=400 grp=1 res=0
+"""
+
+
+def test_a_group_is_killed_by_whoever_killed_a_member_first() -> None:
+    """many_hogs: the killer kills child 402; the parent 400 re-raises SIGKILL on itself."""
+    recs = parse(GROUP)
+    assert attribute(400, recs, killer_tids={90}, harness_tids=set()).killed_by == "other"
+    group = attribute({400, 401, 402}, recs, killer_tids={90}, harness_tids=set())
+    assert group.killed_by == "killer" and group.signal_t_ns == 40_000_001_000
+    # a member's own signal to another member is never the cause
+    assert attribute({400, 401}, parse(GROUP.splitlines()[1]), {90}, set()).killed_by == ""
