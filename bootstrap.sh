@@ -78,6 +78,11 @@ cmd_test() {
   "$VENV/bin/ruff" check chaos oomguard tests benchmarks
   log "mypy"
   "$VENV/bin/mypy" chaos oomguard
+  # Separate runs: module names repeat (two conftest.py; benchmarks/killers.py and the
+  # tests/killers package).
+  "$VENV/bin/mypy" tests/unit
+  "$VENV/bin/mypy" tests/integration tests/killers
+  "$VENV/bin/mypy" benchmarks
   log "pytest"
   # Scenario tests: only the CI-sized smoke selection; -n 2: one VM per xdist worker.
   # Scenario tests fail when a killer fails (findings about the killers); the suite's own

@@ -199,6 +199,6 @@ def test_target_compliance(name: str, tmp_path: Path) -> None:
     launch.config_path.write_text(launch.config_text)
     target.validate(launch)
     launch.config_path.write_text("this is { not a config\n")
-    with pytest.raises(TargetError) as exc:
+    with pytest.raises(TargetError) as refused:
         target.validate(launch)
-    assert str(exc.value).startswith(f"killer {name}: ") and "\n" not in str(exc.value)
+    assert str(refused.value).startswith(f"killer {name}: ") and "\n" not in str(refused.value)

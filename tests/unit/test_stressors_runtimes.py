@@ -162,7 +162,7 @@ class FakeContainer:
 
     def wait(self, timeout: float = 0) -> dict[str, int]:
         self.calls.append("wait")
-        return {"StatusCode": int(self.attrs["State"]["ExitCode"])}  # type: ignore[call-overload]
+        return {"StatusCode": int(self.attrs["State"]["ExitCode"])}
 
     def reload(self) -> None:
         self.calls.append("reload")

@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 from chaos import targets
+from chaos.result import Event
 from chaos.scenario import KillerSpec
 from chaos.targets.logtail import LogTail
 
 
-def parse(name: str, text: str):  # type: ignore[no-untyped-def]
+def parse(name: str, text: str) -> list[Event]:
     return targets.load(KillerSpec(name=name)).parse_log(text)
 
 

@@ -12,6 +12,7 @@ import re
 import tomllib
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,7 @@ from chaos.targets.nohang import FIXED, NohangTarget
 from chaos.targets.oomd import OomdTarget
 from chaos.targets.oomguard import GUARDS, OomguardTarget
 from chaos.targets.scope import cgroup_regex, name_regex
+from oomguard.config import Config
 
 RUN = "20261126T0101-ab12.3"
 LAYOUT = Layout(cgroup_root=Path(f"/sys/fs/cgroup/chaos-{RUN}"), cgroup_version=2,
@@ -190,7 +192,8 @@ def test_nohang_runs_unbuffered_with_its_config() -> None:
 
 
 # -- oomguard ---------------------------------------------------------------------------------
-def oomguard_config(s: Scenario | None = None, **options: object):  # type: ignore[no-untyped-def]
+def oomguard_config(s: Scenario | None = None, /,
+                    **options: object) -> tuple[Config, dict[str, Any]]:
     from oomguard.config import parse
 
     text = OomguardTarget(options).config(s or scenario(), LAYOUT)  # type: ignore[arg-type]
