@@ -88,7 +88,7 @@ cmd_test() {
   # Scenario tests fail when a killer fails (findings about the killers); the suite's own
   # CI runs the smoke matrix through tests/integration/test_smoke_matrix.py instead,
   # which asserts what the suite guarantees whatever the killers do.
-  exec "$VENV/bin/pytest" -p no:cacheprovider -n 2 -m "not scenario" "$@"
+  exec "$VENV/bin/pytest" -p no:cacheprovider -n 2 -m "not scenario" --durations=20 "$@"
 }
 
 case "${1:-}" in
