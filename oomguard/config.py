@@ -79,6 +79,9 @@ class Guards:
     cpu_weight: int = 10000
     watchdog: bool = True
     watchdog_deadline_ms: int = 500
+    # Fire only when the MemAvailable floor (read by the watchdog itself) says danger; a main
+    # loop late for another reason (starved of CPU) is then logged, not acted on.
+    watchdog_needs_danger: bool = True
     kernel_reserve: bool = False
     kernel_reserve_prctl: tuple[int, int] = (0, 0)
 
@@ -283,6 +286,7 @@ def _guards(t: _Table, interval_ms: int) -> Guards:
         cpu_weight=t.get("cpu_weight", _int(1, 10000), 10000),
         watchdog=t.get("watchdog", _bool, True),
         watchdog_deadline_ms=t.get("watchdog_deadline_ms", _int(1, 600_000), 500),
+        watchdog_needs_danger=t.get("watchdog_needs_danger", _bool, True),
         kernel_reserve=t.get("kernel_reserve", _bool, False),
         kernel_reserve_prctl=t.get("kernel_reserve_prctl", _prctl_pair, (0, 0)),
     )

@@ -6,12 +6,13 @@ import gc
 import os
 import threading
 import time
+from collections.abc import Callable
 
 from . import __version__
 from . import guards as G
 from .candidates import CgroupSource, ProcessSource, cgroup_veto
 from .config import Config
-from .detect import ArmError, Detector, Trigger
+from .detect import ArmError, Detector, MemFloor, Trigger
 from .kfile import KFile
 from .kill import KillError, Victim, kill_cgroup, kill_process, mrelease, wait_gone
 from .log import JsonLog
@@ -57,6 +58,8 @@ class Daemon:
         self.stop_reason = "exit"
         self.last_gc = time.monotonic_ns()
         self.next_floor = 0  # the floor is checked on its own, adaptive cadence
+        self.keeper: G.RealtimeKeeper | None = None
+        self.closers: list[Callable[[], None]] = []
 
     # -- start -------------------------------------------------------------------------
 
@@ -95,8 +98,23 @@ class Daemon:
             raise StartError(str(e)) from None
         except OSError as e:
             raise StartError(f"cannot open candidate sources: {e.strerror}") from None
+        if g.realtime:
+            self.keeper = G.RealtimeKeeper(g.realtime_priority)
+            self.keeper.add(threading.get_native_id())
         if g.watchdog:
-            self.wd = Watchdog(g.watchdog_deadline_ms, self.log, self.kill_lock)
+            gate = None
+            if self.detector.floor is not None and g.watchdog_needs_danger:
+                try:
+                    floor = MemFloor(cfg.detect, self.keep)  # its own fd: no shared buffer
+                except (OSError, ValueError) as e:
+                    raise StartError(f"cannot read {cfg.detect.meminfo}: {e}") from None
+                self.closers.append(floor.close)
+
+                def gate() -> bool:
+                    return floor.check() is not None
+
+            self.wd = Watchdog(g.watchdog_deadline_ms, self.log, self.kill_lock,
+                               in_danger=gate, keeper=self.keeper)
         self._refresh()  # runs the hot path once, so its code and data are resident
         try:
             self.detector.check_floor()
@@ -107,8 +125,10 @@ class Daemon:
             self._guard(G.GuardResult("pread_fds", "applied", f"{held} fds held; {nofile}"))
         if g.mlockall:
             self._guard(G.apply_mlockall())
-        if g.realtime:  # before the watchdog thread, which inherits the policy
+        if g.realtime:  # before the watchdog thread starts (it claims the policy itself)
             self._guard(G.apply_realtime(g.realtime_priority))
+            assert self.keeper is not None
+            self.keeper.active = self.results["realtime"].status == "applied"
         if g.kernel_reserve:
             self._guard(G.apply_kernel_reserve(*g.kernel_reserve_prctl))
         if self.wd is not None:
@@ -163,6 +183,7 @@ class Daemon:
         tick = now >= next_tick
         if tick:
             next_tick = now + self.interval_ns
+            self._keep_realtime()
             self._refresh()
         if tick or now >= self.next_floor:
             floor = self._check_floor()
@@ -177,6 +198,12 @@ class Daemon:
                 self._refresh()  # choose from sizes read now, not at the last tick
             self._act(triggers)
         return next_tick
+
+    def _keep_realtime(self) -> None:
+        if self.keeper is not None:
+            for fixed in self.keeper.check():
+                self.log.emit("guard", guard="realtime", status="reapplied", detail=fixed,
+                              by="main")
 
     def _maybe_collect(self, now: int) -> None:
         """With the collector off (prefault_heap), collect stray cycles now and then, only
@@ -365,6 +392,8 @@ class Daemon:
     def close(self) -> None:
         if self.wd is not None:
             self.wd.stop()
+        for close in self.closers:
+            close()
         self.detector.close()
         if self.source is not None:
             self.source.close()

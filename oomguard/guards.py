@@ -10,6 +10,7 @@ import errno
 import gc
 import os
 import resource
+import threading
 from dataclasses import dataclass
 
 from . import libc
@@ -166,6 +167,60 @@ def apply_mlockall() -> GuardResult:
     if err:
         return GuardResult("mlockall", "failed", errno.errorcode.get(err, str(err)))
     return GuardResult("mlockall", "applied", "MCL_CURRENT|MCL_FUTURE")
+
+
+class RealtimeKeeper:
+    """Puts oomguard's threads back on SCHED_FIFO when someone else changes their policy.
+
+    A tool that demotes every task in a cgroup (SCHED_IDLE, nice 19) would otherwise
+    silently undo the guard; checking is one syscall per thread, done by the main loop on
+    every tick and by the watchdog on every period, so whichever still runs restores both.
+    """
+
+    def __init__(self, priority: int) -> None:
+        self.priority = priority
+        self.tids: list[int] = []
+        self.lock = threading.Lock()
+        self.active = False  # set once the guard itself was applied
+
+    def add(self, tid: int) -> None:
+        self.tids.append(tid)
+
+    def join(self) -> None:
+        """Called by a thread as it starts: SCHED_RESET_ON_FORK gives a new thread
+        SCHED_OTHER (it applies to every clone, threads too), so it claims FIFO itself."""
+        tid = threading.get_native_id()
+        self.add(tid)
+        if self.active:
+            try:
+                os.sched_setscheduler(tid, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK,
+                                      os.sched_param(self.priority))
+            except OSError:
+                pass  # check() reports it when it can
+
+    def check(self) -> list[str]:
+        """Re-apply where lost; one 'tid: was POLICY' per thread put back."""
+        if not self.active or not self.lock.acquire(blocking=False):
+            return []  # the other thread is at it
+        try:
+            fixed = []
+            for tid in self.tids:
+                try:
+                    policy = os.sched_getscheduler(tid) & ~os.SCHED_RESET_ON_FORK
+                    if policy == os.SCHED_FIFO:
+                        continue
+                    os.sched_setscheduler(tid, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK,
+                                          os.sched_param(self.priority))
+                    fixed.append(f"{tid}: was {POLICY_NAMES.get(policy, str(policy))}")
+                except OSError:
+                    continue
+            return fixed
+        finally:
+            self.lock.release()
+
+
+POLICY_NAMES = {os.SCHED_OTHER: "SCHED_OTHER", os.SCHED_BATCH: "SCHED_BATCH",
+                os.SCHED_IDLE: "SCHED_IDLE", os.SCHED_FIFO: "SCHED_FIFO", os.SCHED_RR: "SCHED_RR"}
 
 
 def apply_realtime(priority: int) -> GuardResult:

@@ -3,6 +3,11 @@
 The main loop is the thing most likely to be stuck in reclaim, so the watchdog
 works from a handle the main loop prepared earlier (an open pidfd, or a dup of the
 cgroup.kill fd): firing is one syscall, no path walk, no /proc scan.
+
+A late main loop alone is not a reason to kill: with a MemAvailable floor
+configured, the watchdog first reads it (its own pre-opened fd) and fires only
+in danger; a main loop late for another reason (starved of CPU) is logged once
+per stall as ``watchdog_waived``.
 """
 
 from __future__ import annotations
@@ -10,8 +15,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from .guards import RealtimeKeeper
 from .kfile import KFile
 from .kill import KillError, Victim, kill_cgroup, kill_process_fd, mrelease
 from .log import JsonLog
@@ -33,8 +40,12 @@ class Handle:
 
 
 class Watchdog:
-    def __init__(self, deadline_ms: int, log: JsonLog, kill_lock: threading.Lock) -> None:
+    def __init__(self, deadline_ms: int, log: JsonLog, kill_lock: threading.Lock,
+                 in_danger: Callable[[], bool] | None = None,
+                 keeper: RealtimeKeeper | None = None) -> None:
         self.deadline_ns = deadline_ms * 1_000_000
+        self.in_danger = in_danger  # None: no floor to read, a late main loop is enough
+        self.keeper = keeper
         self.log = log
         self.kill_lock = kill_lock
         self.last_beat = time.monotonic_ns()
@@ -74,14 +85,36 @@ class Watchdog:
 
     def _run(self) -> None:
         period = max(0.01, self.deadline_ns / 4e9)
+        if self.keeper is not None:
+            self.keeper.join()
         armed = True
+        waived = False
         while not self._stop.wait(period):
+            if self.keeper is not None:
+                for fixed in self.keeper.check():
+                    self.log.emit("guard", guard="realtime", status="reapplied",
+                                  detail=fixed, by="watchdog")
             late = time.monotonic_ns() - self.last_beat
             if late < self.deadline_ns:
-                armed = True
+                armed, waived = True, False
                 continue
-            if armed and self.fired is None:
-                armed = not self.check_and_fire(late)
+            if not armed or self.fired is not None:
+                continue
+            if not self._danger():
+                if not waived:
+                    self.log.emit("watchdog_waived", late_ms=round(late / 1e6, 3),
+                                  reason="main loop late, MemAvailable above the floor")
+                    waived = True
+                continue
+            armed = not self.check_and_fire(late)
+
+    def _danger(self) -> bool:
+        if self.in_danger is None:
+            return True
+        try:
+            return self.in_danger()
+        except (OSError, ValueError):
+            return True  # cannot tell: a stuck main loop is reason enough
 
     def check_and_fire(self, late_ns: int) -> bool:
         """Fire at the current target unless the main loop is itself killing; True if fired.

@@ -376,7 +376,8 @@ def test_all_guards_are_applied_and_it_still_kills(tmp_path: Path, spawn: Spawn)
                 "kernel_reserve": "unsupported",
             }
             assert int(_status(pid, "VmLck").split()[0]) > 0
-            assert os.sched_getscheduler(pid) & ~os.SCHED_RESET_ON_FORK == os.SCHED_FIFO
+            for tid in os.listdir(f"/proc/{pid}/task"):  # the watchdog thread too
+                assert os.sched_getscheduler(int(tid)) & ~os.SCHED_RESET_ON_FORK == os.SCHED_FIFO
             assert os.sched_getparam(pid).sched_priority == 1
             assert b"PYTHONMALLOC=malloc\0" in Path(f"/proc/{pid}/environ").read_bytes()
             assert len(os.listdir(f"/proc/{pid}/task")) >= 2  # the watchdog thread
@@ -395,6 +396,35 @@ def test_all_guards_are_applied_and_it_still_kills(tmp_path: Path, spawn: Spawn)
     finally:
         if base is not None and base.exists():
             remove_cgroup_tree(base)
+
+
+def test_realtime_is_put_back_when_someone_demotes_it(tmp_path: Path, spawn: Spawn) -> None:
+    """What the suite's cpu_starve does to a killer: every thread to SCHED_IDLE."""
+    if os.geteuid() != 0:
+        skip_or_fail("SCHED_FIFO needs root")
+    child = spawn()
+    cfg = {
+        "detect": {"mem_available_min_mib": 1},  # never in danger
+        "policy": {"pids": [child.pid]},
+        "guards": {**QUIET, "realtime": True, "realtime_priority": 1, "watchdog": True},
+    }
+    with Oomguard(tmp_path, cfg) as og:
+        og.wait_event("ready")
+        tids = [int(t) for t in os.listdir(f"/proc/{og.pid}/task")]
+        assert len(tids) == 2  # the main loop and the watchdog
+        assert [os.sched_getscheduler(t) & ~os.SCHED_RESET_ON_FORK for t in tids] == [
+            os.SCHED_FIFO, os.SCHED_FIFO]
+        for tid in tids:
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        back = og.wait_event("guard", guard="realtime", status="reapplied")
+        assert "was SCHED_IDLE" in str(back["detail"])
+        deadline = time.monotonic() + 10
+        while any(os.sched_getscheduler(t) & ~os.SCHED_RESET_ON_FORK != os.SCHED_FIFO
+                  for t in tids):
+            assert time.monotonic() < deadline, "a thread stayed demoted"
+            time.sleep(0.02)
+        assert og.stop() == 0
+    assert child.poll() is None  # and nobody was killed for it
 
 
 CAP_CASES = [
@@ -620,6 +650,7 @@ def test_watchdog_kills_when_the_main_loop_is_stuck(tmp_path: Path, spawn: Spawn
             "pread_fds": False,
             "watchdog": True,
             "watchdog_deadline_ms": 300,
+            "watchdog_needs_danger": False,  # the FIFO blocks every reader: deadline only
         },
     }
     with MeminfoFifo(tmp_path / "meminfo") as fifo, SignalTrace([child.pid]) as trace:

@@ -301,6 +301,37 @@ def test_watchdog_kills_top_candidate_when_main_loop_is_late(spawn: Spawn, tmp_p
     assert events[1]["source"] == "watchdog" and events[1]["method"] == "pidfd_send_signal"
 
 
+def test_watchdog_waits_for_danger_when_the_main_loop_is_late(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    """A late main loop with memory above the floor (CPU starvation, say) is no reason to
+    kill: logged once; the kill comes when the floor is crossed, the loop still stuck."""
+    child = spawn()
+    log = JsonLog.open(str(tmp_path / "log.jsonl"))
+    meminfo = tmp_path / "meminfo"
+    fake_meminfo(meminfo, 1_000_000, 600_000)
+    floor = MemFloor(Detect(mem_available_min_pct=50, meminfo=str(meminfo)), keep=False)
+    wd = Watchdog(60, log, threading.Lock(), in_danger=lambda: floor.check() is not None)
+    wd.set_target(Handle("process", f"pid:{child.pid}", child.pid, os.pidfd_open(child.pid)))
+    wd.last_beat = time.monotonic_ns() - 1_000_000_000  # the main loop is stuck
+    wd.start()
+    try:
+        wait_until(lambda: (tmp_path / "log.jsonl").read_text().count("watchdog_waived") == 1)
+        time.sleep(0.3)  # several more periods: still no kill, no second line
+        assert child.poll() is None
+        fake_meminfo(meminfo, 1_000_000, 400_000)  # now in danger
+        assert child.wait(timeout=5) == -signal.SIGKILL
+        wait_until(lambda: wd.fired is not None)
+    finally:
+        wd.stop()
+        log.close()
+        floor.close()
+    events = read_log(tmp_path / "log.jsonl")
+    assert [e["event"] for e in events] == ["watchdog_waived", "watchdog", "signal", "mrelease"]
+    assert wd.fired is not None
+    wd.fired.close()
+
+
 def test_watchdog_stays_quiet_while_beaten_or_while_main_loop_kills(
     spawn: Spawn, tmp_path: Path
 ) -> None:
