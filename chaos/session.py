@@ -129,18 +129,18 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text)[:150]
 
 
-_REVISION: str | None = None
 
 
 def suite_revision() -> str:
-    """The suite's git revision (with +dirty), so results from many runners can be merged."""
-    global _REVISION
-    if _REVISION is None:
-        here = Path(__file__).resolve().parent.parent
-        try:
-            rev = subprocess.run(["git", "-C", str(here), "describe", "--always", "--dirty"],
-                                 capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            rev = ""
-        _REVISION = rev or "unknown"
-    return _REVISION
+    """The suite's git revision (with -dirty), so results from many runners can be merged.
+
+    Read per run, not once per session: the guest runs the host's working tree as it is
+    when the VM boots, so a tree edited mid-session must show in the runs after the edit.
+    """
+    here = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "-C", str(here), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        rev = ""
+    return rev or "unknown"

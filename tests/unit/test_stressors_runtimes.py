@@ -273,7 +273,7 @@ def test_guest_env_without_devices(tmp_path: Path) -> None:
 
     k = Kernel("x", "1.0", "p", tmp_path / "vmlinuz", None)
     env = guest.host_side_env(k, 0, False, tmp_path, "/share")
-    assert env == {guest.SCRATCH_ENV: "0", guest.FLOOD_ENV: "0"}
+    assert env == {guest.SCRATCH_ENV: "0", guest.FLOOD_ENV: "0", guest.SHARE_ENV: "/share"}
 
 
 def test_dirs_sweep_touches_only_run_named_directories(monkeypatch: pytest.MonkeyPatch,
