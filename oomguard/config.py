@@ -58,9 +58,6 @@ class Policy:
     protect_pids: tuple[int, ...] = ()
     kill_timeout_ms: int = 5000
     cooldown_ms: int = 0
-    # process_mrelease only a victim still not gone after this long (0 = at once): reaping
-    # hundreds of small dying tasks from a SCHED_FIFO thread slows their own exit
-    mrelease_after_ms: int = 20
     dry_run: bool = False
 
     @property
@@ -259,7 +256,6 @@ def _policy(t: _Table) -> Policy:
         protect_pids=t.get("protect_pids", _list(_PID), ()),
         kill_timeout_ms=t.get("kill_timeout_ms", _int(10, 600_000), 5000),
         cooldown_ms=t.get("cooldown_ms", _int(0, 600_000), 0),
-        mrelease_after_ms=t.get("mrelease_after_ms", _int(0, 60_000), 20),
         dry_run=t.get("dry_run", _bool, False),
     )
     t.done()

@@ -324,14 +324,8 @@ class Daemon:
                 self.failed[chosen.key] = (until, f"kill failed: {e}")
                 return
             self._log_signal(victim)
-            grace_ms = self.cfg.policy.mrelease_after_ms
-            early = wait_gone(victim, grace_ms * 1_000_000, 1, self.beat) if grace_ms else 0
-            if early:
-                self.log.emit("mrelease", target=victim.label, results={},
-                              skipped=f"gone within {grace_ms} ms")
-            else:
-                self.log.emit("mrelease", target=victim.label, results=mrelease(victim))
-            self._wait(victim, early)
+            self.log.emit("mrelease", target=victim.label, results=mrelease(victim))
+            self._wait(victim)
 
     def _kill(self, c: Candidate) -> Victim:
         if c.pid:
@@ -364,12 +358,11 @@ class Daemon:
                 )
             self._wait(victim)
 
-    def _wait(self, victim: Victim, gone: int = 0) -> None:
+    def _wait(self, victim: Victim) -> None:
         """One kill at a time: follow this victim until gone (or timeout) before the next."""
-        if not gone:
-            timeout_ns = self.cfg.policy.kill_timeout_ms * 1_000_000
-            step_ms = max(1, min(self.cfg.interval_ms, 50))
-            gone = wait_gone(victim, timeout_ns, step_ms, self.beat)
+        timeout_ns = self.cfg.policy.kill_timeout_ms * 1_000_000
+        step_ms = max(1, min(self.cfg.interval_ms, 50))
+        gone = wait_gone(victim, timeout_ns, step_ms, self.beat)
         if gone:
             self.log.emit(
                 "exit",

@@ -188,11 +188,6 @@ ERRORS = [
         "[detect]\nmem_available_min_mib = 64\nfloor_fill_rate_mib_s = -1\n",
         "detect.floor_fill_rate_mib_s: -1 is out of range",
     ),
-    (
-        "negative mrelease grace",
-        MINIMAL + "[policy]\nmrelease_after_ms = -5\n",
-        "policy.mrelease_after_ms: -5 is out of range",
-    ),
     ("no trigger", "[detect]\n", "[detect]: no trigger configured"),
     ("no detect at all", "interval_ms = 100\n", "[detect]: no trigger configured"),
     (
