@@ -43,7 +43,7 @@ class Signatures:
     def __init__(self, kernel: Kernel, root: Path) -> None:
         self.kernel, self.root = kernel, root
         self.done: dict[str, dict[str, Any]] = {}
-        self.floods: dict[str, HostFlood] = {}
+        self.floods: dict[str, HostFlood] = {}  # by guest label: runtime[-again]
 
     def case(self, runtime: str, name: str) -> dict[str, Any]:
         if runtime not in self.done:
@@ -58,26 +58,42 @@ class Signatures:
         return c
 
     def _boot(self, runtime: str) -> dict[str, Any]:
+        """All cases in one guest; if its kernel panicked, the cases it did not finish once
+        more in a fresh guest. Under emulation (multi-threaded TCG) a guest kernel has been
+        seen to die of corrupted kernel text right after a tracepoint or static key was
+        switched (an emulator fault, not a stressor's); the first console stays attached."""
+        data = self._guest(runtime, CASES[runtime], runtime)
+        done = {c["case"] for c in data.get("cases", [])}
+        missing = [n for n in CASES[runtime] if n not in done]
+        if missing and data.get("panicked"):
+            again = self._guest(runtime, missing, f"{runtime}-again")
+            data["cases"] = data.get("cases", []) + again.get("cases", [])
+            data["failure"] = f"{again['failure']} (first guest: {data['failure']})"
+            data["stderr"] = again["stderr"] + "\nfirst guest:\n" + data["stderr"]
+        return data
+
+    def _guest(self, runtime: str, names: list[str], label: str) -> dict[str, Any]:
         import json
 
-        share = self.root / runtime
+        share = self.root / label
         share.mkdir(parents=True, exist_ok=True)
-        prefix = f"/tmp/chaos-flood-{runtime}-{time.monotonic_ns()}"
+        prefix = f"/tmp/chaos-flood-{label}-{time.monotonic_ns()}"
         flood = HostFlood(prefix, share, FLOOD_PORTS, rate_mib_s=20.0, deadline_s=1500)
         flood.start()
-        self.floods[runtime] = flood
+        self.floods[label] = flood
         argv = [sys.executable, "-m", "chaos.stressors.signature", "--runtime", runtime,
                 "--out", "/chaos-share/signature.json", "--share", "/chaos-share"]
-        for name in CASES[runtime]:
+        for name in names:
             argv += ["--case", name]
         try:
             run = boot(VmConfig(kernel=self.kernel, flood_socket=prefix), argv, share, 1500,
-                       name=f"chaos-signature-{runtime}")
+                       name=f"chaos-signature-{label}")
         finally:
             flood.stop()
         out = share / "signature.json"
         data: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
         data["failure"] = run.failure
+        data["panicked"] = run.panicked
         data["stderr"] = run.stderr + run.console[-3000:]
         return data
 
@@ -202,7 +218,9 @@ def test_udp_storm_external_is_allocated_by_device_interrupts(sig: Sig,
     assert delta(c, "softirq.NET_RX") > 1000
     assert delta(c, "sockstat.udp_mem_pages") * 4 >= 16 * MiB_KIB
     assert c["after"]["stressor.rss_kib"] < 64 * MiB_KIB
-    assert signatures.floods[runtime].sent > 1000
+    # the host flood of whichever guest ran the case (a second one only after a panic)
+    assert max(f.sent for label, f in signatures.floods.items()
+               if label.split("-")[0] == runtime) > 1000
 
 
 # -- CPU ---------------------------------------------------------------------------------------
