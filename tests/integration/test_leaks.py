@@ -30,9 +30,32 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
+GONE = (psutil.NoSuchProcess, psutil.ZombieProcess)  # a child may exit between two reads
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except GONE:
+        return False
+
+
+def cmdline(k: psutil.Process) -> str:
+    try:
+        return " ".join(k.cmdline())
+    except GONE:
+        return ""
+
+
+def name(k: psutil.Process) -> str:
+    try:
+        return k.name()
+    except GONE:
+        return ""
+
+
 def leftovers(run_id: str, pids: set[int]) -> list[str]:
-    found = [f"process {p}" for p in pids if psutil.pid_exists(p)
-             and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    found = [f"process {p}" for p in pids if alive(p)]
     found += [f"cgroup {p}" for p, _ in leftover_trees() if p.name.startswith(f"chaos-{run_id}")]
     found += [f"tracefs {p}" for p in leftover_instances() if p.name.startswith(f"chaos-{run_id}")]
     if (state_dir() / run_id).exists():
@@ -58,10 +81,11 @@ def wait_for_stressor(proc: subprocess.Popen[bytes], testbed: str, timeout: floa
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else b""
         kids = psutil.Process(proc.pid).children(recursive=True)
         seen |= {k.pid for k in kids}
-        names = " ".join(" ".join(k.cmdline()) for k in kids if k.is_running())
+        # short-lived children (git describe for each result) come and go meanwhile
+        names = " ".join(cmdline(k) for k in kids)
         if testbed == "local" and "chaos.stressors.anon_hog" in names:
             return seen
-        if testbed == "vm" and any(k.name().startswith("qemu-system") for k in kids):
+        if testbed == "vm" and any(name(k).startswith("qemu-system") for k in kids):
             time.sleep(3)  # booting
             return seen | {k.pid for k in psutil.Process(proc.pid).children(recursive=True)}
         time.sleep(0.05)
