@@ -528,14 +528,14 @@ def run(scenario: Scenario, out: Path, workdir: Path) -> Result:
     except (Interrupted, TargetError, SpecError, OSError) as exc:
         r.error = f"TESTBED_ERROR: {exc}"
         r.logs["agent"] = traceback.format_exc()
-        _attach_helper_logs(r, workdir)
     except Exception as exc:  # the result must still be written
         r.error = f"TESTBED_ERROR: agent crashed: {exc!r}"
         r.logs["agent"] = traceback.format_exc()
-        _attach_helper_logs(r, workdir)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+    if r.error:
+        _attach_helper_logs(r, workdir)
     r.write(out)
     return r
 

@@ -129,8 +129,6 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text)[:150]
 
 
-
-
 def suite_revision() -> str:
     """The suite's git revision (with -dirty), so results from many runners can be merged.
 

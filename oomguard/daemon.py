@@ -6,7 +6,6 @@ import gc
 import os
 import threading
 import time
-from collections.abc import Callable
 
 from . import __version__
 from . import guards as G
@@ -59,7 +58,7 @@ class Daemon:
         self.last_gc = time.monotonic_ns()
         self.next_floor = 0  # the floor is checked on its own, adaptive cadence
         self.keeper: G.RealtimeKeeper | None = None
-        self.closers: list[Callable[[], None]] = []
+        self.wd_floor: MemFloor | None = None  # the watchdog's own read of the floor
 
     # -- start -------------------------------------------------------------------------
 
@@ -102,19 +101,14 @@ class Daemon:
             self.keeper = G.RealtimeKeeper(g.realtime_priority)
             self.keeper.add(threading.get_native_id())
         if g.watchdog:
-            gate = None
             if self.detector.floor is not None and g.watchdog_needs_danger:
                 try:
-                    floor = MemFloor(cfg.detect, self.keep)  # its own fd: no shared buffer
+                    self.wd_floor = MemFloor(cfg.detect, self.keep)  # its own fd and buffer
                 except (OSError, ValueError) as e:
                     raise StartError(f"cannot read {cfg.detect.meminfo}: {e}") from None
-                self.closers.append(floor.close)
-
-                def gate() -> bool:
-                    return floor.check() is not None
-
             self.wd = Watchdog(g.watchdog_deadline_ms, self.log, self.kill_lock,
-                               in_danger=gate, keeper=self.keeper)
+                               in_danger=self._wd_in_danger if self.wd_floor else None,
+                               keeper=self.keeper)
         self._refresh()  # runs the hot path once, so its code and data are resident
         try:
             self.detector.check_floor()
@@ -198,6 +192,11 @@ class Daemon:
                 self._refresh()  # choose from sizes read now, not at the last tick
             self._act(triggers)
         return next_tick
+
+    def _wd_in_danger(self) -> bool:
+        """Called from the watchdog thread: MemAvailable under the floor right now."""
+        assert self.wd_floor is not None
+        return self.wd_floor.check() is not None
 
     def _keep_realtime(self) -> None:
         if self.keeper is not None:
@@ -392,8 +391,8 @@ class Daemon:
     def close(self) -> None:
         if self.wd is not None:
             self.wd.stop()
-        for close in self.closers:
-            close()
+        if self.wd_floor is not None:
+            self.wd_floor.close()
         self.detector.close()
         if self.source is not None:
             self.source.close()

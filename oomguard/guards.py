@@ -169,6 +169,11 @@ def apply_mlockall() -> GuardResult:
     return GuardResult("mlockall", "applied", "MCL_CURRENT|MCL_FUTURE")
 
 
+def set_fifo(tid: int, priority: int) -> None:
+    """SCHED_FIFO for one thread (0 = this one), reset in any child; raises OSError."""
+    os.sched_setscheduler(tid, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+
+
 class RealtimeKeeper:
     """Puts oomguard's threads back on SCHED_FIFO when someone else changes their policy.
 
@@ -193,8 +198,7 @@ class RealtimeKeeper:
         self.add(tid)
         if self.active:
             try:
-                os.sched_setscheduler(tid, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK,
-                                      os.sched_param(self.priority))
+                set_fifo(tid, self.priority)
             except OSError:
                 pass  # check() reports it when it can
 
@@ -209,8 +213,7 @@ class RealtimeKeeper:
                     policy = os.sched_getscheduler(tid) & ~os.SCHED_RESET_ON_FORK
                     if policy == os.SCHED_FIFO:
                         continue
-                    os.sched_setscheduler(tid, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK,
-                                          os.sched_param(self.priority))
+                    set_fifo(tid, self.priority)
                     fixed.append(f"{tid}: was {POLICY_NAMES.get(policy, str(policy))}")
                 except OSError:
                     continue
@@ -226,8 +229,7 @@ POLICY_NAMES = {os.SCHED_OTHER: "SCHED_OTHER", os.SCHED_BATCH: "SCHED_BATCH",
 def apply_realtime(priority: int) -> GuardResult:
     """SCHED_FIFO for this thread (threads started later inherit it), reset in any child."""
     try:
-        policy = os.SCHED_FIFO | os.SCHED_RESET_ON_FORK
-        os.sched_setscheduler(0, policy, os.sched_param(priority))
+        set_fifo(0, priority)
     except OSError as e:
         return GuardResult("realtime", "failed", e.strerror or str(e))
     return GuardResult("realtime", "applied", f"SCHED_FIFO priority {priority}")

@@ -118,9 +118,15 @@ class Needs:
     dir_mib: int = 0  # room that directory must have
     caps: tuple[str, ...] = ()  # Linux capabilities it needs inside a container
     host_network: bool = False  # must see the testbed's network devices
-    flood_nic: bool = False  # the VM's host->guest flood NIC must be up
+    flood_ports: tuple[int, ...] = ()  # ports the VM testbed's host floods into its NIC
+    flood_mib_s: float = 0.0  # how fast the host floods them
     target_cgroup: str = ""  # a scenario cgroup it acts on (relative to the scenario root)
     thp: bool = False  # transparent huge pages must be available (always or madvise)
+
+    @property
+    def flood_nic(self) -> bool:
+        """The VM's host->guest flood NIC must be up."""
+        return bool(self.flood_ports)
 
 
 def argv_for(module: str, params: object) -> list[str]:

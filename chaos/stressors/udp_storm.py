@@ -39,6 +39,7 @@ from chaos.stressors.common import (
 
 NAME = "udp_storm"
 SOURCES = ("loopback", "external")
+HOST_FLOOD_MIB_S = 20.0  # external, rate 0: the host's CPUs also run the guest's vCPUs
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 PAGE = 4096
 
@@ -51,7 +52,7 @@ class UdpStormParams:
     rcvbuf_mib: int = 256  # forced receive buffer per socket
     packet_bytes: int = 16384  # loopback datagram payload
     # loopback: the send rate, 0 = as fast as possible; external: the host's flood rate,
-    # 0 = chaos.testbeds.vm_runner.HOST_FLOOD_MIB_S
+    # 0 = HOST_FLOOD_MIB_S
     rate_mib_s: float = 0.0
     duration_s: float = 0.0  # 0 = until stopped
     udp_mem_mib: int = 0  # raise net.ipv4.udp_mem to this (testbed-wide); 0 = leave it
@@ -74,8 +75,11 @@ def parse(raw: Params) -> UdpStormParams:
 
 
 def needs(p: UdpStormParams) -> Needs:
-    external = p.source == "external"
-    return Needs(caps=("NET_ADMIN",), host_network=external, flood_nic=external)
+    if p.source != "external":
+        return Needs(caps=("NET_ADMIN",))
+    return Needs(caps=("NET_ADMIN",), host_network=True,
+                 flood_ports=tuple(range(p.port_base, p.port_base + p.sockets)),
+                 flood_mib_s=p.rate_mib_s or HOST_FLOOD_MIB_S)
 
 
 def prepare(p: UdpStormParams, cgroup_root: Path) -> dict[str, str]:

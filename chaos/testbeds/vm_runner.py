@@ -36,28 +36,19 @@ def testbed_fault_before_start(console: str, share: Path) -> bool:
             and any(m in console for m in FAULT_MARKS))
 
 
-HOST_FLOOD_MIB_S = 20.0  # when the scenario leaves the rate at 0: the host shares its CPUs
-
-
 def host_flood(scenario: Scenario, socket_dir: Path, share: Path) -> HostFlood | None:
-    """The host side of every ``udp_storm`` with ``source: external`` (one flood, all ports)."""
-    from chaos.stressors import udp_storm
+    """The host side of every stressor that needs the flood NIC (one flood, all ports)."""
+    from chaos.runtimes.base import make_plan
 
-    ports: list[int] = []
-    rate = 0.0
-    for st in scenario.stressors:
-        if st.name != udp_storm.NAME:
-            continue
-        p = udp_storm.parse(st.params)
-        if p.source == "external":
-            ports += range(p.port_base, p.port_base + p.sockets)
-            rate += p.rate_mib_s or HOST_FLOOD_MIB_S
+    testbed = replace(scenario.testbed, kind="vm")
+    needs = [make_plan(st, testbed).needs for st in scenario.stressors]
+    ports = [port for n in needs for port in n.flood_ports]
     if not ports:
         return None
     prefix = str(socket_dir / "flood")
     if len(prefix) > 90:  # a unix socket path has 108 bytes, and ".qemu" is added
         prefix = f"/tmp/chaos-flood-{os.getpid()}-{time.monotonic_ns()}"
-    return HostFlood(prefix, share, ports, rate_mib_s=rate,
+    return HostFlood(prefix, share, ports, rate_mib_s=sum(n.flood_mib_s for n in needs),
                      deadline_s=scenario.deadline_s + scenario.settle_s + AGENT_MARGIN_S)
 
 

@@ -55,7 +55,8 @@ def test_names_do_not_contain_each_other() -> None:
 
 
 def test_an_external_storm_gets_a_host_flood_on_its_ports(tmp_path: Path) -> None:
-    from chaos.testbeds.vm_runner import HOST_FLOOD_MIB_S, host_flood
+    from chaos.stressors.udp_storm import HOST_FLOOD_MIB_S
+    from chaos.testbeds.vm_runner import host_flood
 
     assert host_flood(catalogue.get("irq_storm").build(KillerSpec("kernel"), "cgroup"),
                       tmp_path, tmp_path) is None
