@@ -88,7 +88,10 @@ cmd_test() {
   # Scenario tests fail when a killer fails (findings about the killers); the suite's own
   # CI runs the smoke matrix through tests/integration/test_smoke_matrix.py instead,
   # which asserts what the suite guarantees whatever the killers do.
-  exec "$VENV/bin/pytest" -p no:cacheprovider -n 2 -m "not scenario" --durations=20 "$@"
+  # worksteal: an idle worker takes half of the other's queue (the default "load"
+  # hands out fixed batches, and the smoke matrix's worker was left with a tail).
+  exec "$VENV/bin/pytest" -p no:cacheprovider -n 2 --dist worksteal -m "not scenario" \
+    --durations=20 "$@"
 }
 
 case "${1:-}" in

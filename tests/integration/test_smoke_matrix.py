@@ -32,6 +32,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.long
 def test_smoke_matrix_produces_complete_results(tmp_path: Path) -> None:
     skip_unless_root()
     skip_unless_qemu()
