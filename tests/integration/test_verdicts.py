@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -174,15 +173,14 @@ def test_docker_engine_that_stops_answering_is_an_error(default_kernel: Kernel,
     scenario = hold(faulty("stops-engine", 20))
     scenario = dataclasses.replace(scenario, stressors=tuple(
         dataclasses.replace(st, runtime="docker") for st in scenario.stressors))
-    t0 = time.monotonic()
     r = session.run(scenario, TestbedChoice(kind="vm", kernel=default_kernel.package))
-    took = time.monotonic() - t0
+    # The agent's own deadline on the engine call fired, not the VM's (TESTBED_HUNG).
+    # (No wall-clock bound here: boot and engine start-up under emulation vary 2x by host.)
     assert r.error.startswith("TESTBED_ERROR: the Docker engine stopped answering"), r.error
+    assert f"within {CALL_TIMEOUT_S:g} s" in r.error, r.error
     assert "EngineUnresponsive" in r.logs["agent"]
     assert "dockerd" in r.logs
     assert r.victims[0].died  # the kill itself went through cgroup.kill, not the engine
-    # Boot, engine start and one unanswered call: nowhere near the VM's own deadline.
-    assert took < scenario.deadline_s + 3 * CALL_TIMEOUT_S, took
 
 
 def test_killer_that_panics_the_testbed(default_kernel: Kernel, session: Session) -> None:
