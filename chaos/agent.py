@@ -432,6 +432,7 @@ class Run:
             m.killer_reclaim_delay_ms = probe.reclaim_delay_ms()
             m.killer_run_delay_ms = probe.run_delay_ms()
             m.killer_throttled_ms = probe.throttled_ms()
+            m.killer_major_faults = probe.major_faults()
             m.killer_stack_reclaim_samples = len(probe.stack_hits)
             for hit in probe.stack_hits[:2000]:
                 self._event(hit.t_ns, "reclaim_stack", pid=hit.tid, source="stack",
@@ -481,6 +482,8 @@ class Run:
             if self.killer_probe is not None:
                 m.killer_run_delay_in_window_ms, m.killer_throttled_in_window_ms = (
                     self.killer_probe.starved_in(t0, window_end))
+                m.killer_major_faults_in_window = self.killer_probe.major_faults_around(
+                    t0, window_end)
         else:
             fill_reclaim(m, self.episodes, None)
         stalls = [b.worst_stall_ms for b in r.bystanders if b.worst_stall_ms is not None]

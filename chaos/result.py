@@ -124,6 +124,8 @@ class Metrics:
     killer_window_ms: float | None = None  # danger -> first fatal signal (or the end)
     killer_run_delay_in_window_ms: float = 0.0
     killer_throttled_in_window_ms: float = 0.0
+    killer_major_faults: int = 0  # after ready: its own pages evicted and read back
+    killer_major_faults_in_window: int = 0  # bracketing danger -> kill (100 ms samples)
     exit_lag_ms: float | None = None  # pidfd wake-up minus sched_process_exit, for the victim
     clock_skew_ms: float | None = None  # harness clock minus tracefs clock (trace_marker)
 

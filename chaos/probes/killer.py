@@ -6,7 +6,9 @@ Three kinds of evidence, from cheapest to most precise:
   ``try_to_free_pages``, memcg reclaim) but miss short episodes;
 - delay accounting (taskstats): total time each thread spent in direct
   reclaim and waiting for a CPU (run delay), and ``/proc/TID/schedstat``;
-- the cgroup's ``cpu.stat`` throttled time (a CPU quota at work).
+- the cgroup's ``cpu.stat`` throttled time (a CPU quota at work);
+- major page faults of every thread (``/proc/TID/stat``): the killer's own pages
+  were evicted under pressure and read back from disk (what ``mlockall`` prevents).
 Tracepoint episodes (``vmscan:*``) are collected by the agent's killer trace
 instance; this module covers what tracepoints do not.
 """
@@ -40,6 +42,8 @@ class ThreadDelays:
     last: Delays | None = None
     run_delay_first_ns: int = 0
     run_delay_last_ns: int = 0
+    majflt_first: int = 0
+    majflt_last: int = 0
 
 
 @dataclass
@@ -54,8 +58,9 @@ class KillerProbe:
     throttled_first_us: int | None = None
     throttled_last_us: int | None = None
     taskstats_error: str = ""
-    # (t_ns, run delay of all threads so far in ns, cgroup throttled usec) every refresh
-    cpu_series: list[tuple[int, int, int]] = field(default_factory=list)
+    # (t_ns, run delay of all threads so far in ns, cgroup throttled usec, major faults
+    # of all threads so far) every refresh
+    cpu_series: list[tuple[int, int, int, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._halt = threading.Event()
@@ -106,6 +111,11 @@ class KillerProbe:
                 if new:
                     td.run_delay_first_ns = run_delay
                 td.run_delay_last_ns = run_delay
+            majflt = _majflt(tid)
+            if majflt is not None:
+                if new:
+                    td.majflt_first = majflt
+                td.majflt_last = majflt
             if self._ts is not None:
                 d = self._ts.delays(tid)
                 if d is not None:
@@ -113,7 +123,8 @@ class KillerProbe:
                     td.last = d
         run_delay = sum(max(0, td.run_delay_last_ns - td.run_delay_first_ns)
                         for td in self.threads.values())
-        self.cpu_series.append((time.monotonic_ns(), run_delay, self._throttled() or 0))
+        self.cpu_series.append((time.monotonic_ns(), run_delay, self._throttled() or 0,
+                                self.major_faults()))
         return tids
 
     def _sample_stacks(self, tids: list[int]) -> None:
@@ -164,6 +175,22 @@ class KillerProbe:
             total += max(0, td.run_delay_last_ns - td.run_delay_first_ns)
         return round(total / 1e6, 3)
 
+    def major_faults(self) -> int:
+        """Major faults of every killer thread since it was first seen (after ready)."""
+        return sum(max(0, td.majflt_last - td.majflt_first) for td in self.threads.values())
+
+    def major_faults_around(self, start_ns: int, end_ns: int) -> int:
+        """Major faults from the last sample before start to the first one after end:
+        samples are 100 ms apart, so this brackets the window rather than missing it."""
+        series = self.cpu_series
+        if not series:
+            return 0
+        before = [p for p in series if p[0] <= start_ns]
+        after = [p for p in series if p[0] >= end_ns]
+        first = before[-1] if before else series[0]
+        last = after[0] if after else series[-1]
+        return max(0, last[3] - first[3])
+
     def starved_in(self, start_ns: int, end_ns: int) -> tuple[float, float]:
         """Run delay and throttled time (ms) accumulated between two instants."""
         inside = [p for p in self.cpu_series if start_ns <= p[0] <= end_ns]
@@ -178,6 +205,16 @@ class KillerProbe:
         if self.throttled_first_us is None or self.throttled_last_us is None:
             return 0.0
         return round((self.throttled_last_us - self.throttled_first_us) / 1000, 3)
+
+
+def _majflt(tid: int) -> int | None:
+    """Major page faults of one thread (field 12 of /proc/TID/stat)."""
+    try:
+        text = Path(f"/proc/{tid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2:].split()  # fields[0] is field 3 (state)
+    return int(fields[9]) if len(fields) > 9 else None
 
 
 def _schedstat_run_delay(tid: int) -> int | None:

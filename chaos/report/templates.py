@@ -269,7 +269,8 @@ DETAIL = """{% extends "base" %}{% import "macros" as m %}
 <table>
 <thead><tr><th class="num">time-to-kill</th><th class="num">detect</th>\
 <th class="num">teardown</th><th class="num">recover</th><th class="num">killer in reclaim</th>\
-<th class="num">killer run delay</th><th class="num">worst bystander stall</th>\
+<th class="num">killer run delay</th><th class="num">killer major faults</th>\
+<th class="num">worst bystander stall</th>\
 <th class="num">samples</th></tr></thead>
 <tbody><tr>
 <td class="num">{{ r.metrics.time_to_kill_ms | ms }}</td><td class="num">\
@@ -279,6 +280,8 @@ DETAIL = """{% extends "base" %}{% import "macros" as m %}
 ({{ r.metrics.killer_reclaim_episodes }}×, longest {{ r.metrics.killer_reclaim_longest_ms | ms }})\
 </td>
 <td class="num">{{ r.metrics.killer_run_delay_ms | ms }}</td>
+<td class="num">{{ r.metrics.killer_major_faults }} \
+({{ r.metrics.killer_major_faults_in_window }} around danger)</td>
 <td class="num">{{ r.metrics.bystander_worst_stall_ms | ms }}</td>
 <td class="num">{{ r.metrics.samples }} ({{ r.metrics.samples_missed }} missed, \
 {{ "%.1f" | format(r.metrics.sample_hz_achieved) }} Hz)</td>
