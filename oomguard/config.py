@@ -59,6 +59,9 @@ class Policy:
     kill_timeout_ms: int = 5000
     cooldown_ms: int = 0
     dry_run: bool = False
+    # cgroup mode: SIGKILL the group's first-listed process and give it this long to
+    # exit before cgroup.kill takes the rest (0 = everything at once)
+    leader_first_ms: int = 20
 
     @property
     def mode(self) -> str:
@@ -257,6 +260,7 @@ def _policy(t: _Table) -> Policy:
         kill_timeout_ms=t.get("kill_timeout_ms", _int(10, 600_000), 5000),
         cooldown_ms=t.get("cooldown_ms", _int(0, 600_000), 0),
         dry_run=t.get("dry_run", _bool, False),
+        leader_first_ms=t.get("leader_first_ms", _int(0, 1000), 20),
     )
     t.done()
     if p.cgroups and p.pids:

@@ -9,7 +9,7 @@ import time
 
 from . import __version__
 from . import guards as G
-from .candidates import CgroupSource, ProcessSource, cgroup_veto
+from .candidates import CgroupSource, CgroupVeto, ProcessSource, first_member
 from .config import Config
 from .detect import ArmError, Detector, MemFloor, Trigger
 from .kfile import KFile
@@ -21,6 +21,7 @@ from .watchdog import Handle, Watchdog
 MAX_VETOES = 8  # re-selections after a cgroup turns out to hold something protected
 LOG_CANDIDATES = 20  # candidates listed per decision line (the count is always given)
 GC_EVERY_NS = 60 * 1_000_000_000  # calm-time garbage collection while the collector is off
+LATE_NS = 10_000_000  # a wake-up or refresh later/longer than this is logged ("late")
 
 
 class StartError(Exception):
@@ -42,6 +43,7 @@ class Daemon:
             self_pid=os.getpid(),
         )
         self.interval_ns = cfg.interval_ms * 1_000_000
+        self.veto = CgroupVeto(self.rules.protect_pids, self.rules.self_pid)
         self.detector = Detector(cfg.detect, self.keep)
         self.source: ProcessSource | CgroupSource | None = None
         self.kill_lock = threading.Lock()
@@ -174,11 +176,16 @@ class Daemon:
             self.log.emit("error", where="psi", file=path, error="trigger fd reported POLLERR")
         self.detector.broken.clear()
         now = time.monotonic_ns()
+        if not triggers and now - wake > LATE_NS:
+            self.log.emit("late", step="wake", by_ms=round((now - wake) / 1e6, 3))
         tick = now >= next_tick
         if tick:
             next_tick = now + self.interval_ns
             self._keep_realtime()
             self._refresh()
+            took = time.monotonic_ns() - now
+            if took > LATE_NS:
+                self.log.emit("late", step="refresh", by_ms=round(took / 1e6, 3))
         if tick or now >= self.next_floor:
             floor = self._check_floor()
             self.next_floor = now + self.detector.next_floor_ms(self.cfg.interval_ms) * 1_000_000
@@ -226,6 +233,10 @@ class Daemon:
             self.log.emit("error", where="refresh", error=str(e))
             return
         self.decision = rank(self.cands, self.rules)
+        top = self.decision.chosen.cand if self.decision.chosen is not None else None
+        if top is not None and not top.pid:
+            self.veto.why(top.key)  # read its new members now, not when the kill is due
+            self.veto.forget({top.key})
         if self.wd is not None:
             self._retarget(self.decision)
 
@@ -277,7 +288,7 @@ class Daemon:
         for _ in range(MAX_VETOES):
             if d.chosen is None or d.chosen.cand.pid:
                 break
-            why = cgroup_veto(d.chosen.cand.key, self.rules.protect_pids, self.rules.self_pid)
+            why = self.veto.why(d.chosen.cand.key)
             if not why:
                 break
             vetoes[d.chosen.cand.key] = why
@@ -292,7 +303,7 @@ class Daemon:
             if d.chosen is None and self.quiet:
                 return  # still nothing to kill: said so once for this episode
             for t in triggers:
-                self.log.emit("trigger", source=t.source, **t.fields)
+                self.log.emit("trigger", source=t.source, seen_ns=t.seen_ns, **t.fields)
             shown = [r.as_log() for r in (d.ranked + d.excluded)[:LOG_CANDIDATES]]
             if d.chosen is None:
                 self.log.emit("no_candidate", reason=d.reason, candidates=shown)
@@ -330,7 +341,9 @@ class Daemon:
         if c.pid:
             return kill_process(c.pid, lambda: self._still_same(c))
         assert isinstance(self.source, CgroupSource)
-        return kill_cgroup(c.key, self.source.kill_file(c.key), self.source.events_file(c.key))
+        grace = self.cfg.policy.leader_first_ms
+        return kill_cgroup(c.key, self.source.kill_file(c.key), self.source.events_file(c.key),
+                           leader=first_member(c.key) if grace else 0, leader_grace_ms=grace)
 
     def _log_signal(self, v: Victim) -> None:
         self.log.emit(

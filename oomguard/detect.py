@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import time
 from dataclasses import dataclass, field
 
 from .config import Detect, PsiTrigger
@@ -21,6 +22,7 @@ class Trigger:
 
     source: str  # "psi" | "floor"
     fields: dict[str, object] = field(default_factory=dict)
+    seen_ns: int = field(default_factory=time.monotonic_ns)  # logged later, after the choice
 
 
 def parse_pressure(data: bytes) -> dict[str, float]:

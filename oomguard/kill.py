@@ -76,25 +76,57 @@ def kill_process_fd(pid: int, pidfd: int, source: str) -> Victim:
     return Victim("process", f"pid:{pid}", "pidfd_send_signal", sent, source, {pid: os.dup(pidfd)})
 
 
+def kill_leader(pid: int, grace_ms: int) -> tuple[int, int] | None:
+    """SIGKILL one process and wait up to grace_ms for it to exit: (pidfd, sent_ns).
+
+    Killed together with the rest of its group, a busy main process is woken last
+    (its siblings slept, so the scheduler owes them time) and outlives hundreds of
+    them: ~0.8 s for a fork storm's parent on 2 emulated CPUs, against ~10 ms alone.
+    Its supervisor learns of the kill when it exits."""
+    fd = _pidfd(pid)
+    if fd is None:
+        return None
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+    except OSError:
+        os.close(fd)
+        return None
+    sent = time.monotonic_ns()
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    poller.poll(grace_ms)
+    return fd, sent
+
+
 def kill_cgroup(
-    path: str, kill: KFile | None, events: KFile | None, source: str = "main"
+    path: str, kill: KFile | None, events: KFile | None, source: str = "main",
+    leader: int = 0, leader_grace_ms: int = 0,
 ) -> Victim:
-    """Kill every task in a cgroup subtree: cgroup.kill, or SIGKILL to each task via pidfds."""
+    """Kill every task in a cgroup subtree: cgroup.kill (after the leader, if given), or
+    SIGKILL to each task via pidfds."""
+    first = None
     if kill is not None:
+        first = kill_leader(leader, leader_grace_ms) if leader and leader_grace_ms else None
         try:
             kill.write(b"1")
-            victim = Victim("cgroup", path, "cgroup.kill", time.monotonic_ns(), source)
+        except OSError as e:
+            first_error = f"cgroup.kill: {e.strerror}"
+        else:
+            method = "cgroup.kill" if first is None else "leader first, then cgroup.kill"
+            victim = Victim("cgroup", path, method, time.monotonic_ns(), source)
+            if first is not None:
+                victim.pidfds[leader], victim.sent_ns = first
             victim.events = events
             for pid in members(path):  # dying tasks are still listed: pin them for mrelease
-                fd = _pidfd(pid)
+                fd = _pidfd(pid) if pid not in victim.pidfds else None
                 if fd is not None:
                     victim.pidfds[pid] = fd
             return victim
-        except OSError as e:
-            first_error = f"cgroup.kill: {e.strerror}"
     else:
         first_error = ""
     victim = Victim("cgroup", path, "pidfd_send_signal", 0, source, events=events)
+    if first is not None:  # the leader is already dying; the sweep takes the rest
+        victim.pidfds[leader], victim.sent_ns = first
     if first_error:
         victim.errors.append(first_error)
     for _ in range(MAX_SWEEPS):

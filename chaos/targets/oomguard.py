@@ -44,6 +44,7 @@ class OomguardOptions:
     psi_window_ms: float = 1000.0  # ... over this window
     select: str = "size"
     kill_timeout_ms: int = 5000
+    leader_first_ms: int = 20  # 0 = the whole group at once
     dry_run: bool = False
     guard_mlockall: bool = True
     guard_prefault_heap: bool = True
@@ -101,6 +102,7 @@ class OomguardTarget(Target):
                 f"protect = {_list([str(p) for p in sc.protected])}",
                 f"protect_pids = [{', '.join(str(p) for p in layout.harness_pids)}]",
                 f"kill_timeout_ms = {o.kill_timeout_ms}",
+                f"leader_first_ms = {o.leader_first_ms}",
                 f"dry_run = {_b(o.dry_run)}", "", "[guards]"]
         for guard in GUARDS:
             on = bool(getattr(o, f"guard_{guard}"))

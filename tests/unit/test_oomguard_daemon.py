@@ -177,6 +177,11 @@ class SignalTrace:
                 out.setdefault(int(m["pid"]), set()).add(int(m["tgid"]))
         return out
 
+    def order(self) -> list[int]:
+        """Target pids of the delivered signals, in the order they were sent."""
+        lines = (self.inst / "trace").read_text().splitlines()
+        return [int(m["pid"]) for m in map(self.LINE.search, lines) if m and m["res"] == "0"]
+
     def __exit__(self, *exc: object) -> None:
         try:
             (self.inst / "events" / "signal" / "signal_generate" / "enable").write_text("0")
@@ -490,10 +495,12 @@ def test_cgroup_mode_kills_a_whole_cgroup(tmp_path: Path, spawn: Spawn, cg2: Pat
         assert [victim.wait(timeout=5), victim2.wait(timeout=5)] == [-signal.SIGKILL] * 2
         assert kept.poll() is None and shielded.poll() is None
         assert trace.senders() == {victim.pid: {og.pid}, victim2.pid: {og.pid}}
+        order = trace.order()
     events = og.events()
     sig = first(events, "signal")
-    assert sig["method"] == "cgroup.kill" and sig["kind"] == "cgroup"
+    assert sig["method"] == "leader first, then cgroup.kill" and sig["kind"] == "cgroup"
     assert set(sig["pids"]) <= {victim.pid, victim2.pid}
+    assert order[0] == victim.pid  # the group's first-listed process went first
     assert float(str(gone["after_ms"])) >= 0
     decision = first(events, "decision")
     assert decision["chosen"]["id"] == str(work / "victim")

@@ -372,3 +372,35 @@ def test_watchdog_kills_a_cgroup_through_its_preopened_fd(
     wd.fired.close()
     wd.stop()
     log.close()
+
+
+def test_cgroup_veto_reads_each_members_oom_score_adj_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decision-time scan reads only tasks that appeared since the last scan."""
+    import oomguard.candidates as cands
+
+    reads: list[int] = []
+    adjs = {101: 0, 102: 500, 103: -1000}
+
+    def fake_adj(pid: int) -> int | None:
+        reads.append(pid)
+        return adjs.get(pid)
+
+    monkeypatch.setattr(cands, "oom_score_adj", fake_adj)
+    cg = tmp_path / "workload"
+    (cg / "child").mkdir(parents=True)
+    (cg / "cgroup.procs").write_text("101\n")
+    (cg / "child" / "cgroup.procs").write_text("102\n")
+    veto = cands.CgroupVeto(frozenset({7}), self_pid=9)
+    assert veto.why(str(cg)) == "" and sorted(reads) == [101, 102]
+    assert veto.why(str(cg)) == "" and len(reads) == 2  # nothing new: nothing read
+    (cg / "child" / "cgroup.procs").write_text("102\n103\n")
+    assert veto.why(str(cg)) == "contains pid 103 with oom_score_adj=-1000"
+    assert reads[2:] == [103]
+    (cg / "child" / "cgroup.procs").write_text("7\n")  # 102 and 103 exited
+    assert veto.why(str(cg)) == "contains protected pid 7"
+    (cg / "child" / "cgroup.procs").write_text("9\n")
+    assert veto.why(str(cg)) == "contains oomguard itself"
+    assert set(veto.adj[str(cg)]) == {101}  # exited pids are forgotten
+    veto.forget(set())
+    assert veto.adj == {}
