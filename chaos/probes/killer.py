@@ -98,11 +98,14 @@ class KillerProbe:
 
     def _refresh(self) -> list[int]:
         tids: list[int] = []
+        pid_of: dict[int, int] = {}
         for pid in self._pids():
             try:
-                tids += [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+                found = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
             except OSError:
                 continue
+            tids += found
+            pid_of.update(dict.fromkeys(found, pid))
         for tid in tids:
             new = tid not in self.threads
             td = self.threads.setdefault(tid, ThreadDelays())
@@ -111,7 +114,7 @@ class KillerProbe:
                 if new:
                     td.run_delay_first_ns = run_delay
                 td.run_delay_last_ns = run_delay
-            majflt = _majflt(tid)
+            majflt = _majflt(pid_of[tid], tid)
             if majflt is not None:
                 if new:
                     td.majflt_first = majflt
@@ -207,10 +210,11 @@ class KillerProbe:
         return round((self.throttled_last_us - self.throttled_first_us) / 1000, 3)
 
 
-def _majflt(tid: int) -> int | None:
-    """Major page faults of one thread (field 12 of /proc/TID/stat)."""
+def _majflt(pid: int, tid: int) -> int | None:
+    """Major page faults of one thread (field 12 of /proc/PID/task/TID/stat; /proc/TID/stat
+    would sum the whole thread group)."""
     try:
-        text = Path(f"/proc/{tid}/stat").read_text()
+        text = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
     except OSError:
         return None
     fields = text[text.rfind(")") + 2:].split()  # fields[0] is field 3 (state)

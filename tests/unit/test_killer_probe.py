@@ -1,4 +1,4 @@
-"""The killer probe's major-fault evidence: read from /proc, bracketed around a window."""
+"""The killer probe's major-fault evidence: read per thread, bracketed around a window."""
 
 from __future__ import annotations
 
@@ -10,30 +10,45 @@ from pathlib import Path
 from chaos.probes.killer import KillerProbe, _majflt
 
 
-def test_majflt_counts_a_page_read_back_from_disk() -> None:
-    """Evict a file's pages, touch one through a mapping: this thread's counter moves."""
+def _fault_once_in_a_thread() -> tuple[int, int | None, int | None]:
+    """Evict a file's pages, then touch one through a mapping from a second thread:
+    (that thread's tid, its majflt before, after)."""
     f = Path(__file__).resolve().parent / f".majflt-{os.getpid()}"  # on disk, not tmpfs
+    out: list[tuple[int, int | None, int | None]] = []
     try:
         f.write_bytes(os.urandom(1 << 20))
         fd = os.open(f, os.O_RDONLY)
         try:
             os.fsync(fd)
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            tid = threading.get_native_id()
-            before = _majflt(tid)
-            with mmap.mmap(fd, 1 << 20, prot=mmap.PROT_READ) as m:
-                _ = m[12345]
-            after = _majflt(tid)
+
+            def touch() -> None:
+                tid = threading.get_native_id()
+                before = _majflt(os.getpid(), tid)
+                with mmap.mmap(fd, 1 << 20, prot=mmap.PROT_READ) as m:
+                    _ = m[12345]
+                out.append((tid, before, _majflt(os.getpid(), tid)))
+
+            t = threading.Thread(target=touch)
+            t.start()
+            t.join()
         finally:
             os.close(fd)
     finally:
         f.unlink(missing_ok=True)
-    assert before is not None and after is not None
-    assert after > before
+    return out[0]
+
+
+def test_majflt_counts_a_page_read_back_from_disk_per_thread() -> None:
+    main = threading.get_native_id()
+    main_before = _majflt(os.getpid(), main)
+    _tid, before, after = _fault_once_in_a_thread()
+    assert before is not None and after is not None and after > before
+    assert _majflt(os.getpid(), main) == main_before  # not the thread group's sum
 
 
 def test_majflt_of_a_missing_thread_is_none() -> None:
-    assert _majflt(2**22 + 1) is None
+    assert _majflt(os.getpid(), 2**22 + 1) is None
 
 
 def test_major_faults_around_brackets_the_window() -> None:
