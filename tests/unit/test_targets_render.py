@@ -248,3 +248,26 @@ def test_oomguard_launch_uses_the_suites_interpreter() -> None:
     assert launch.argv == [sys.executable, "-m", "oomguard", "--config",
                            "/tmp/chaos-agent/oomguard.toml"]
     assert launch.ready_pattern == '"event":"ready"'
+
+
+def test_oomguard_is_checked_and_versioned_in_process(tmp_path: Path) -> None:
+    """No extra interpreter starts: the daemon's own parser and package version."""
+    from oomguard import __version__
+
+    t = OomguardTarget()
+    assert t.version() == f"oomguard {__version__}"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("interval_ms = 5\n[detect]\nmem_available_min_pct = 10\n")
+    with pytest.raises(TargetError) as exc:
+        t.validate(Launch(argv=[], config_path=bad))
+    assert str(exc.value).startswith("killer oomguard: config rejected: ")
+    assert "interval_ms" in str(exc.value) and "\n" not in str(exc.value)
+    good = tmp_path / "good.toml"
+    good.write_text(OomguardTarget().config(scenario(), LAYOUT))
+    t.validate(Launch(argv=[], config_path=good))
+
+
+def test_oomguard_prefault_heap_sets_the_allocator_at_launch() -> None:
+    assert launch_of("oomguard").env == {"PYTHONMALLOC": "malloc"}
+    off = OomguardTarget({"guard_prefault_heap": False}).launch(scenario(), LAYOUT)
+    assert off is not None and off.env == {}
