@@ -14,19 +14,21 @@ victim gone); detect = its first part, danger to the fatal signal (the killer's 
 share; the rest is the victim's exit, the kernel's work);
 who = who killed the victim (killer/kernel/-);
 reclaim = the killer's direct-reclaim episodes summed over runs (tracepoints)
-and their total ms; reasons = the failure codes seen.
+and their total ms; majflt = the killer's major page faults after ready, summed over
+runs (its own pages evicted and read back), and how many of them fell around danger;
+reasons = the failure codes seen. Percentiles are the report's (chaos.report.stats).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from chaos import catalogue, kernels
+from chaos.report.stats import Spread
 from chaos.result import Result
 from chaos.scenario import KillerSpec, Params
 from chaos.session import Session, TestbedChoice
@@ -34,11 +36,8 @@ from chaos.targets.oomguard import GUARDS
 
 
 def p50_p95(values: list[float | None]) -> str:
-    xs = sorted(v for v in values if v is not None)
-    if not xs:
-        return "-"
-    p95 = xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))]
-    return f"{statistics.median(xs):.0f} ({p95:.0f})"
+    s = Spread.of(values)
+    return "-" if s.p50 is None or s.p95 is None else f"{s.p50:.0f} ({s.p95:.0f})"
 
 
 @dataclass
@@ -55,19 +54,21 @@ class Row:
         who = Counter(v.killed_by or "-" for r in rs for v in r.victims if v.expected)
         episodes = sum(r.metrics.killer_reclaim_episodes for r in rs)
         reclaim_ms = sum(r.metrics.killer_reclaim_total_ms for r in rs)
+        majflt = sum(r.metrics.killer_major_faults for r in rs)
+        majflt_window = sum(r.metrics.killer_major_faults_in_window for r in rs)
         reasons = Counter(c for r in rs for c in r.verdict.reasons)
         verdicts = Counter(",".join(r.verdict.reasons) or "PASS" for r in rs)
         flake = 1 - verdicts.most_common(1)[0][1] / len(rs) if rs else 0.0
         return (self.scenario, self.killer, f"{passed}/{len(rs)}", f"{flake:.0%}", ttk_s, detect_s,
                 ",".join(f"{k}:{n}" for k, n in sorted(who.items())),
-                f"{episodes} / {reclaim_ms:.0f} ms",
+                f"{episodes} / {reclaim_ms:.0f} ms", f"{majflt} / {majflt_window}",
                 ",".join(f"{k}:{n}" for k, n in sorted(reasons.items())) or "-")
 
 
 def table(rows: list[Row]) -> str:
     header = ("scenario", "killer", "pass", "flake", "ttk p50 (p95) ms",
               "detect p50 (p95) ms", "who killed",
-              "killer reclaim",
+              "killer reclaim", "majflt / near danger",
               "reasons")
     lines = [header] + [r.cells() for r in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -84,12 +85,15 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--ablation", action="store_true",
                     help="oomguard with every guard on, then each guard off in turn")
+    ap.add_argument("--guard", action="append", default=[], choices=GUARDS,
+                    help="with --ablation: only these guards are turned off in turn")
     ap.add_argument("--results-dir", type=Path, default=Path("results/benchmarks"))
     a = ap.parse_args()
     kernel = kernels.get(a.kernel)
     if a.ablation:
         configs: list[tuple[str, str, Params]] = [("oomguard", "oomguard (all guards)", {})]
-        configs += [("oomguard", f"oomguard -{g}", {f"guard_{g}": False}) for g in GUARDS]
+        configs += [("oomguard", f"oomguard -{g}", {f"guard_{g}": False})
+                    for g in (a.guard or GUARDS)]
     else:
         configs = [(k, k, {}) for k in (a.killer or ["oomguard", "earlyoom", "oomd"])]
     rows: list[Row] = []
