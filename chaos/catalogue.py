@@ -88,6 +88,18 @@ def pagecache(killer: KillerSpec, runtime: str = "cgroup") -> Scenario:
                     hog(runtime, rate_mib_s=150.0))
 
 
+def evict(killer: KillerSpec, runtime: str = "cgroup") -> Scenario:
+    """Long page-cache churn, then a slow hog: whatever of the killer's own file pages
+    (code, libraries) it did not touch lately is evicted before it must act.
+
+    The hog waits 45 s so the file set is written and being re-read first (writing
+    it takes ~40 s under emulation; a `pagecache` run reaches danger while it is
+    still being written there)."""
+    return scenario("evict", killer,
+                    trouble("page_cache", "flood", runtime, mode="clean", size_mib=768),
+                    hog(runtime, rate_mib_s=40.0, start_delay_s=45.0), deadline_s=180.0)
+
+
 def irq_storm(killer: KillerSpec, runtime: str = "cgroup") -> Scenario:
     """UDP into sockets that never read: kernel memory taken in softirq context."""
     return scenario("irq_storm", killer,
@@ -158,6 +170,8 @@ CATALOGUE: dict[str, Entry] = {e.name: e for e in (
     Entry("throttle", "direct-reclaim and writeback throttling from a dirty page-cache flood",
           "pagecache", throttle, smoke=True),
     Entry("pagecache", "a clean page-cache flood churning reclaim", "pagecache", pagecache),
+    Entry("evict", "a slow hog under long page-cache churn that evicts the killer's pages",
+          "pagecache", evict),
     Entry("irq_storm", "a UDP storm allocating kernel memory in softirq context", "irq",
           irq_storm, smoke=True),
     Entry("nic_storm", "a flood from the host into the guest's NIC, allocated by device "

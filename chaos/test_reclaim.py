@@ -13,5 +13,9 @@ def test_pagecache(chaos_case: CaseRunner) -> None:
     chaos_case.check(chaos_case.run("pagecache"))
 
 
+def test_evict(chaos_case: CaseRunner) -> None:
+    chaos_case.check(chaos_case.run("evict"))
+
+
 def test_thp(chaos_case: CaseRunner) -> None:
     chaos_case.check(chaos_case.run("thp"))
