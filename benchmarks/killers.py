@@ -87,6 +87,8 @@ def main() -> int:
                     help="oomguard with every guard on, then each guard off in turn")
     ap.add_argument("--guard", action="append", default=[], choices=GUARDS,
                     help="with --ablation: only these guards are turned off in turn")
+    ap.add_argument("--swap", type=int, default=0, metavar="MIB",
+                    help="zram swap in the guest (anonymous pages can then be evicted too)")
     ap.add_argument("--results-dir", type=Path, default=Path("results/benchmarks"))
     a = ap.parse_args()
     kernel = kernels.get(a.kernel)
@@ -103,7 +105,8 @@ def main() -> int:
                 row = Row(name, label)
                 for _ in range(a.repeat):
                     scenario = catalogue.get(name).build(KillerSpec(killer, options), "cgroup")
-                    r = session.run(scenario, TestbedChoice(kind="vm", kernel=kernel.package))
+                    r = session.run(scenario, TestbedChoice(kind="vm", kernel=kernel.package,
+                                                              swap_mib=a.swap))
                     row.results.append(r)
                     print(f"# {name} {label}: {'pass' if r.verdict.passed else 'FAIL'} "
                           f"{','.join(r.verdict.reasons)} ttk={r.metrics.time_to_kill_ms}",
