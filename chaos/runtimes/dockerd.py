@@ -50,14 +50,24 @@ class PrivateDaemon:
         self.start_s = 0.0
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> Any:
+        """Start the engine and wait for it to answer. One more start if it exits at
+        start-up: on a loaded emulated host dockerd has given up on its own containerd
+        ("timeout waiting for containerd to start"), which then came up fine."""
         ROOT.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         self.child = spawn("dockerd", argv(), self.cgroup, log_path=self.log)
         deadline = t0 + timeout_s
+        retried = False
         while time.monotonic() < deadline:
             if self.child.popen.poll() is not None:
-                raise SpecError("dockerd exited at start-up: "
-                                + " | ".join(list(self.child.lines)[-3:]))
+                said = " | ".join(list(self.child.lines)[-3:])
+                self.child.close()
+                if retried:
+                    self.child = None
+                    raise SpecError("dockerd exited at start-up (twice): " + said)
+                retried = True
+                self.child = spawn("dockerd", argv(), self.cgroup, log_path=self.log)
+                continue
             if SOCKET.exists():
                 try:
                     c = client(SOCKET)

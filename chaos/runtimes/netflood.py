@@ -65,11 +65,13 @@ class HostFlood(threading.Thread):
         self.sock.setblocking(False)
 
     def run(self) -> None:
-        end = time.monotonic() + self.deadline_s
+        """Wait for the guest's go (until stopped: the runner's finally stops it, and a
+        second boot after a faulted first one may ask late), then flood for at most
+        deadline_s or until the guest says stop."""
         try:
-            while not self.halt.is_set() and time.monotonic() < end:
+            while not self.halt.is_set():
                 if (self.share / GO).exists():
-                    self._flood(end)
+                    self._flood(time.monotonic() + self.deadline_s)
                     return
                 time.sleep(0.05)
         finally:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import socket
 import struct
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -268,6 +270,29 @@ def test_host_flood_waits_for_go_and_sends_to_qemu(tmp_path: Path) -> None:
     qemu.close()
 
 
+def test_host_flood_still_answers_a_go_that_comes_after_its_deadline(tmp_path: Path) -> None:
+    """A second boot (after a guest that faulted before starting) asks late: the flood's
+    deadline counts from the go, and the wait for it lasts until stop()."""
+    prefix = str(tmp_path / "f")
+    qemu = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    qemu.bind(prefix + ".qemu")
+    flood = netflood.HostFlood(prefix, tmp_path, range(47000, 47002), rate_mib_s=1.0,
+                               deadline_s=0.3)
+    flood.start()
+    time.sleep(0.6)  # past the deadline, still waiting
+    assert flood.is_alive()
+    (tmp_path / netflood.GO).write_text("go")
+    qemu.settimeout(3)
+    assert qemu.recv(2048)
+    flood.join(5)  # the flood itself is bounded by the deadline
+    assert not flood.is_alive() and flood.sent >= 1 and 0 < flood.flood_s < 2
+    qemu.close()
+    idle = netflood.HostFlood(str(tmp_path / "g"), tmp_path / "none", range(47000, 47001))
+    idle.start()
+    idle.stop()  # no go ever: stop() ends the wait
+    assert not idle.is_alive()
+
+
 def test_guest_env_without_devices(tmp_path: Path) -> None:
     from chaos.kernels import Kernel
 
@@ -330,3 +355,27 @@ def test_launcher_refuses_an_external_flood_without_the_nic(
     monkeypatch.delenv(guest.FLOOD_ENV, raising=False)
     with pytest.raises(SpecError, match="needs the VM's flood NIC"):
         launcher.check(_scenario(_spec("udp_storm", source="external"), kind="vm"))
+
+
+def test_private_dockerd_that_exits_at_start_up_is_started_once_more(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pure retry logic, with a stand-in `dockerd` that always exits: two starts, one
+    line naming both."""
+    from chaos.runtimes import dockerd
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "dockerd"
+    fake.write_text(f"#!/bin/sh\necho started >> {tmp_path / 'starts'}\n"
+                    "echo 'failed to start containerd: timeout waiting for containerd'\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    monkeypatch.setattr(dockerd, "ROOT", tmp_path / "root")
+    monkeypatch.setattr(dockerd, "SOCKET", tmp_path / "root" / "docker.sock")
+    d = dockerd.PrivateDaemon(None, tmp_path / "dockerd.log")
+    with pytest.raises(SpecError) as exc:
+        d.start(timeout_s=20)
+    assert (tmp_path / "starts").read_text().count("started") == 2
+    assert str(exc.value).startswith("dockerd exited at start-up (twice): ")
+    assert "timeout waiting for containerd" in str(exc.value)
+    assert d.child is None
