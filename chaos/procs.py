@@ -181,8 +181,12 @@ class Child(ExitInfo):
         self.returncode = self.popen.wait()
         if self.exit_t_ns is None and not self.stopped_by_harness:
             self.exit_t_ns = time.monotonic_ns()  # ended unseen, between polls
+        self.drain()
+
+    def drain(self, timeout_s: float = 2.0) -> None:
+        """After the process ended: wait until its last output lines have been read."""
         if self._reader:
-            self._reader.join(timeout=2)
+            self._reader.join(timeout=timeout_s)
 
 
 

@@ -60,6 +60,7 @@ class PrivateDaemon:
         retried = False
         while time.monotonic() < deadline:
             if self.child.popen.poll() is not None:
+                self.child.drain()  # its last words, read by another thread
                 said = " | ".join(list(self.child.lines)[-3:])
                 self.child.close()
                 if retried:
