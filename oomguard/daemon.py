@@ -9,7 +9,7 @@ import time
 
 from . import __version__
 from . import guards as G
-from .candidates import CgroupSource, CgroupVeto, ProcessSource, first_member
+from .candidates import CgroupSource, CgroupVeto, ProcessSource
 from .config import Config
 from .detect import ArmError, Detector, MemFloor, Trigger
 from .kfile import KFile
@@ -183,6 +183,7 @@ class Daemon:
             next_tick = now + self.interval_ns
             self._keep_realtime()
             self._refresh()
+            self._warm_veto()
             took = time.monotonic_ns() - now
             if took > LATE_NS:
                 self.log.emit("late", step="refresh", by_ms=round(took / 1e6, 3))
@@ -199,6 +200,14 @@ class Daemon:
                 self._refresh()  # choose from sizes read now, not at the last tick
             self._act(triggers)
         return next_tick
+
+    def _warm_veto(self) -> None:
+        """Read the top cgroup candidate's new members now, not when its kill is due (only
+        on the tick: on the danger path the choice itself scans it)."""
+        top = self.decision.chosen.cand if self.decision and self.decision.chosen else None
+        if top is not None and not top.pid:
+            self.veto.why(top.key)
+            self.veto.forget({top.key})
 
     def _wd_in_danger(self) -> bool:
         """Called from the watchdog thread: MemAvailable under the floor right now."""
@@ -233,10 +242,6 @@ class Daemon:
             self.log.emit("error", where="refresh", error=str(e))
             return
         self.decision = rank(self.cands, self.rules)
-        top = self.decision.chosen.cand if self.decision.chosen is not None else None
-        if top is not None and not top.pid:
-            self.veto.why(top.key)  # read its new members now, not when the kill is due
-            self.veto.forget({top.key})
         if self.wd is not None:
             self._retarget(self.decision)
 
@@ -341,9 +346,8 @@ class Daemon:
         if c.pid:
             return kill_process(c.pid, lambda: self._still_same(c))
         assert isinstance(self.source, CgroupSource)
-        grace = self.cfg.policy.leader_first_ms
         return kill_cgroup(c.key, self.source.kill_file(c.key), self.source.events_file(c.key),
-                           leader=first_member(c.key) if grace else 0, leader_grace_ms=grace)
+                           leader_grace_ms=self.cfg.policy.leader_first_ms)
 
     def _log_signal(self, v: Victim) -> None:
         self.log.emit(

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import libc
-from .candidates import members, populated
+from .candidates import first_member, members, populated
 from .kfile import KFile
 
 MAX_SWEEPS = 8  # signal-every-task passes, to catch tasks forked while we kill
@@ -100,13 +100,15 @@ def kill_leader(pid: int, grace_ms: int) -> tuple[int, int] | None:
 
 def kill_cgroup(
     path: str, kill: KFile | None, events: KFile | None, source: str = "main",
-    leader: int = 0, leader_grace_ms: int = 0,
+    leader_grace_ms: int = 0,
 ) -> Victim:
-    """Kill every task in a cgroup subtree: cgroup.kill (after the leader, if given), or
-    SIGKILL to each task via pidfds."""
+    """Kill every task in a cgroup subtree: cgroup.kill (after its first-listed process,
+    given leader_grace_ms to exit), or SIGKILL to each task via pidfds."""
     first = None
+    leader = first_member(path) if kill is not None and leader_grace_ms else 0
+    if leader:
+        first = kill_leader(leader, leader_grace_ms)
     if kill is not None:
-        first = kill_leader(leader, leader_grace_ms) if leader and leader_grace_ms else None
         try:
             kill.write(b"1")
         except OSError as e:

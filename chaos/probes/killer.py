@@ -97,15 +97,14 @@ class KillerProbe:
         return None
 
     def _refresh(self) -> list[int]:
-        tids: list[int] = []
-        pid_of: dict[int, int] = {}
+        pid_of: dict[int, int] = {}  # every thread of the killer -> its process
         for pid in self._pids():
             try:
-                found = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+                pid_of.update(dict.fromkeys((int(t) for t in os.listdir(f"/proc/{pid}/task")),
+                                            pid))
             except OSError:
                 continue
-            tids += found
-            pid_of.update(dict.fromkeys(found, pid))
+        tids = list(pid_of)
         for tid in tids:
             new = tid not in self.threads
             td = self.threads.setdefault(tid, ThreadDelays())

@@ -251,13 +251,19 @@ def test_flood_frame_is_valid_ipv4_udp_to_the_guest() -> None:
     assert dport == 47001 and length == 108 and len(f) == 14 + 20 + 108
 
 
-def test_host_flood_waits_for_go_and_sends_to_qemu(tmp_path: Path) -> None:
-    prefix = str(tmp_path / "f")
+def flood_into_qemu(share: Path, deadline_s: float) -> tuple[netflood.HostFlood, socket.socket]:
+    """A started host flood and the socket standing in for qemu's end of the NIC."""
+    prefix = str(share / "f")
     qemu = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     qemu.bind(prefix + ".qemu")
-    flood = netflood.HostFlood(prefix, tmp_path, range(47000, 47002), rate_mib_s=1.0,
-                               deadline_s=5)
+    flood = netflood.HostFlood(prefix, share, range(47000, 47002), rate_mib_s=1.0,
+                               deadline_s=deadline_s)
     flood.start()
+    return flood, qemu
+
+
+def test_host_flood_waits_for_go_and_sends_to_qemu(tmp_path: Path) -> None:
+    flood, qemu = flood_into_qemu(tmp_path, deadline_s=5)
     qemu.settimeout(0.3)
     with pytest.raises(TimeoutError):
         qemu.recv(2048)  # nothing before flood.go
@@ -273,12 +279,7 @@ def test_host_flood_waits_for_go_and_sends_to_qemu(tmp_path: Path) -> None:
 def test_host_flood_still_answers_a_go_that_comes_after_its_deadline(tmp_path: Path) -> None:
     """A second boot (after a guest that faulted before starting) asks late: the flood's
     deadline counts from the go, and the wait for it lasts until stop()."""
-    prefix = str(tmp_path / "f")
-    qemu = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    qemu.bind(prefix + ".qemu")
-    flood = netflood.HostFlood(prefix, tmp_path, range(47000, 47002), rate_mib_s=1.0,
-                               deadline_s=0.3)
-    flood.start()
+    flood, qemu = flood_into_qemu(tmp_path, deadline_s=0.3)
     time.sleep(0.6)  # past the deadline, still waiting
     assert flood.is_alive()
     (tmp_path / netflood.GO).write_text("go")
