@@ -38,7 +38,6 @@ class Victim:
     pidfds: dict[int, int] = field(default_factory=dict)
     events: KFile | None = None
     errors: list[str] = field(default_factory=list)
-    released: dict[str, str] = field(default_factory=dict)  # pid -> mrelease result, done early
 
     def close(self) -> None:
         for fd in self.pidfds.values():
@@ -77,16 +76,13 @@ def kill_process_fd(pid: int, pidfd: int, source: str) -> Victim:
     return Victim("process", f"pid:{pid}", "pidfd_send_signal", sent, source, {pid: os.dup(pidfd)})
 
 
-def kill_leader(pid: int, grace_ms: int) -> tuple[int, int, str] | None:
-    """SIGKILL one process, reap its memory, and wait up to grace_ms for it to exit:
-    (pidfd, sent_ns, mrelease result).
+def kill_leader(pid: int, grace_ms: int) -> tuple[int, int] | None:
+    """SIGKILL one process and wait up to grace_ms for it to exit: (pidfd, sent_ns).
 
     Killed together with the rest of its group, a busy main process is woken last
     (its siblings slept, so the scheduler owes them time) and outlives hundreds of
     them: ~0.8 s for a fork storm's parent on 2 emulated CPUs, against ~10 ms alone.
-    Its supervisor learns of the kill when it exits. process_mrelease right after the
-    signal unmaps the victim's memory from our CPU while the victim still unwinds to
-    its own exit: a large hog then exits sooner than when it frees everything alone."""
+    Its supervisor learns of the kill when it exits."""
     fd = _pidfd(pid)
     if fd is None:
         return None
@@ -96,13 +92,10 @@ def kill_leader(pid: int, grace_ms: int) -> tuple[int, int, str] | None:
         os.close(fd)
         return None
     sent = time.monotonic_ns()
-    released = _mrelease_one(fd)
-    left_ms = grace_ms - (time.monotonic_ns() - sent) // 1_000_000
-    if left_ms > 0:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        poller.poll(left_ms)
-    return fd, sent, released
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    poller.poll(grace_ms)
+    return fd, sent
 
 
 def kill_cgroup(
@@ -124,7 +117,7 @@ def kill_cgroup(
             method = "cgroup.kill" if first is None else "leader first, then cgroup.kill"
             victim = Victim("cgroup", path, method, time.monotonic_ns(), source)
             if first is not None:
-                victim.pidfds[leader], victim.sent_ns, victim.released[str(leader)] = first
+                victim.pidfds[leader], victim.sent_ns = first
             victim.events = events
             for pid in members(path):  # dying tasks are still listed: pin them for mrelease
                 fd = _pidfd(pid) if pid not in victim.pidfds else None
@@ -135,7 +128,7 @@ def kill_cgroup(
         first_error = ""
     victim = Victim("cgroup", path, "pidfd_send_signal", 0, source, events=events)
     if first is not None:  # the leader is already dying; the sweep takes the rest
-        victim.pidfds[leader], victim.sent_ns, victim.released[str(leader)] = first
+        victim.pidfds[leader], victim.sent_ns = first
     if first_error:
         victim.errors.append(first_error)
     for _ in range(MAX_SWEEPS):
@@ -160,18 +153,12 @@ def kill_cgroup(
     return victim
 
 
-def _mrelease_one(pidfd: int) -> str:
-    err = libc.process_mrelease(pidfd)
-    return "ok" if err == 0 else errno.errorcode.get(err, str(err))
-
-
 def mrelease(victim: Victim) -> dict[str, str]:
-    """process_mrelease every pinned task not reaped yet; ENOSYS/EINVAL/ESRCH are
-    expected and just reported."""
-    out = dict(victim.released)
+    """process_mrelease every pinned task; ENOSYS/EINVAL/ESRCH are expected and just reported."""
+    out: dict[str, str] = {}
     for pid, fd in victim.pidfds.items():
-        if str(pid) not in out:
-            out[str(pid)] = _mrelease_one(fd)
+        err = libc.process_mrelease(fd)
+        out[str(pid)] = "ok" if err == 0 else errno.errorcode.get(err, str(err))
     return out
 
 

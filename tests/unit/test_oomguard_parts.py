@@ -227,27 +227,6 @@ def test_kill_process_refuses_when_pid_changed(spawn: Spawn) -> None:
     assert child.poll() is None
 
 
-def test_kill_cgroup_reaps_the_leader_right_after_its_signal(spawn: Spawn, cg2: Path) -> None:
-    group = cg2 / "victim"
-    leader, other = spawn(), spawn()
-    move(leader.pid, group)
-    move(other.pid, group)
-    kill = KFile(str(group / "cgroup.kill"), True, write=True)
-    events = KFile(str(group / "cgroup.events"), True)
-    victim = kill_cgroup(str(group), kill, events, leader_grace_ms=50)
-    try:
-        assert list(victim.released) == [str(leader.pid)]  # before cgroup.kill or the sweep
-        assert victim.released[str(leader.pid)] in MRELEASE_OK
-        results = mrelease(victim)
-        assert results[str(leader.pid)] == victim.released[str(leader.pid)]  # not reaped twice
-        assert wait_gone(victim, 5_000_000_000, 20, lambda: None) > 0
-    finally:
-        victim.close()
-        events.close()
-        kill.close()
-    assert [leader.wait(timeout=5), other.wait(timeout=5)] == [-signal.SIGKILL] * 2
-
-
 @pytest.mark.parametrize("method", ["cgroup.kill", "pidfd_send_signal"])
 def test_kill_cgroup(spawn: Spawn, cg2: Path, method: str) -> None:
     group = cg2 / "victim"
