@@ -100,6 +100,15 @@ def evict(killer: KillerSpec, runtime: str = "cgroup") -> Scenario:
                     hog(runtime, rate_mib_s=40.0, start_delay_s=45.0), deadline_s=180.0)
 
 
+def pageout(killer: KillerSpec, runtime: str = "cgroup") -> Scenario:
+    """The killer's own pages reclaimed every second (process_madvise), then a hog: a killer
+    that did not lock its memory reads it back while it should act. The page-out runs
+    under the cgroup runtime whatever the scenario's: it needs the killer's pids."""
+    return scenario("pageout", killer,
+                    trouble("pageout", "pageout", "cgroup", target="killer", every_s=1.0),
+                    hog(runtime, rate_mib_s=150.0, start_delay_s=10.0))
+
+
 def irq_storm(killer: KillerSpec, runtime: str = "cgroup") -> Scenario:
     """UDP into sockets that never read: kernel memory taken in softirq context."""
     return scenario("irq_storm", killer,
@@ -172,6 +181,8 @@ CATALOGUE: dict[str, Entry] = {e.name: e for e in (
     Entry("pagecache", "a clean page-cache flood churning reclaim", "pagecache", pagecache),
     Entry("evict", "a slow hog under long page-cache churn that evicts the killer's pages",
           "pagecache", evict),
+    Entry("pageout", "the killer's own memory paged out every second, then a hog",
+          "pageout", pageout),
     Entry("irq_storm", "a UDP storm allocating kernel memory in softirq context", "irq",
           irq_storm, smoke=True),
     Entry("nic_storm", "a flood from the host into the guest's NIC, allocated by device "

@@ -1,4 +1,5 @@
-"""Scenarios where reclaim itself is the trouble: page-cache floods, throttling, compaction."""
+"""Scenarios where reclaim itself is the trouble: page-cache floods, throttling, compaction,
+the killer's own pages taken away."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ def test_pagecache(chaos_case: CaseRunner) -> None:
 
 def test_evict(chaos_case: CaseRunner) -> None:
     chaos_case.check(chaos_case.run("evict"))
+
+
+def test_pageout(chaos_case: CaseRunner) -> None:
+    chaos_case.check(chaos_case.run("pageout"))
 
 
 def test_thp(chaos_case: CaseRunner) -> None:

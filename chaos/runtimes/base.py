@@ -80,6 +80,9 @@ def make_plan(spec: StressorSpec, testbed: TestbedInfo) -> Plan:
     if needs.flood_nic and testbed.kind != "vm":
         raise SpecError(f"stressor {spec.instance}: an external flood needs the VM testbed "
                         "(its host floods the guest's NIC)")
+    if needs.host_pids and spec.runtime != "cgroup":
+        raise SpecError(f"stressor {spec.instance}: acts on the testbed's processes by pid, "
+                        f"which runtime {spec.runtime} hides from it (use runtime cgroup)")
     return Plan(spec=spec, params=params, limits=limits, needs=needs,
                 argv=tuple(module.command(params)))
 

@@ -35,6 +35,7 @@ REGISTRY: dict[str, str] = {
     "mlock_hog": "chaos.stressors.mlock_hog",
     "fork_storm": "chaos.stressors.fork_storm",
     "thp_compact": "chaos.stressors.thp_compact",
+    "pageout": "chaos.stressors.pageout",
 }
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, TypeVar
 
 from chaos.scenario import Params, SpecError, typed_params
@@ -34,6 +35,24 @@ def require(ok: bool, stressor: str, message: str) -> None:
     """Raise the one-line SpecError every stressor uses for a bad parameter."""
     if not ok:
         raise SpecError(f"stressor {stressor}: {message}")
+
+
+def check_target(target: str, stressor: str) -> None:
+    """A stressor acting on another scenario cgroup: below the root, never the harness."""
+    require(bool(target) and ".." not in target.split("/") and not target.startswith("/"),
+            stressor, f"target must be a cgroup below the scenario root, got {target!r}")
+    require(target.split("/")[0] != "harness", stressor, "the harness cannot be a target")
+
+
+def subtree_ids(cgroup: Path, listing: str = "cgroup.procs") -> list[int]:
+    """Pids (``cgroup.procs``) or tids (``cgroup.threads``) of a cgroup and all below it."""
+    ids: list[int] = []
+    for d in [cgroup, *[Path(r) / n for r, ds, _ in os.walk(cgroup) for n in ds]]:
+        try:
+            ids += [int(t) for t in (d / listing).read_text().split()]
+        except OSError:
+            continue  # removed meanwhile
+    return ids
 
 
 def check_rate(stressor: str, size_mib: float, rate_mib_s: float) -> None:
@@ -121,6 +140,7 @@ class Needs:
     flood_ports: tuple[int, ...] = ()  # ports the VM testbed's host floods into its NIC
     flood_mib_s: float = 0.0  # how fast the host floods them
     target_cgroup: str = ""  # a scenario cgroup it acts on (relative to the scenario root)
+    host_pids: bool = False  # acts on the target's processes by pid: the testbed's pid namespace
     thp: bool = False  # transparent huge pages must be available (always or madvise)
 
     @property

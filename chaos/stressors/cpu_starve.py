@@ -24,10 +24,12 @@ from chaos.stressors.common import (
     Needs,
     Reporter,
     argv_for,
+    check_target,
     cpu_seconds,
     main_for,
     parse_params,
     require,
+    subtree_ids,
     until,
 )
 
@@ -47,9 +49,7 @@ class CpuStarveParams:
 
 def parse(raw: Params) -> CpuStarveParams:
     p = parse_params(CpuStarveParams, raw, NAME)
-    require(bool(p.target) and ".." not in p.target.split("/") and not p.target.startswith("/"),
-            NAME, f"target must be a cgroup below the scenario root, got {p.target!r}")
-    require(p.target.split("/")[0] != "harness", NAME, "the harness cannot be a target")
+    check_target(p.target, NAME)
     require(0 <= p.quota_pct <= 100 * 1024, NAME, f"quota_pct must be >= 0, got {p.quota_pct:g}")
     require(1000 <= p.period_us <= 1_000_000, NAME,
             f"period_us must be 1000..1000000, got {p.period_us}")
@@ -77,19 +77,9 @@ def prepare(p: CpuStarveParams, cgroup_root: Path) -> dict[str, str]:
         except OSError as exc:
             raise SpecError(f"stressor {NAME}: cannot set cpu.max of {p.target}: "
                             f"{exc.strerror} (cpu controller missing?)") from None
-    for tid in _tasks(target):
+    for tid in subtree_ids(target, "cgroup.threads"):
         _deprioritise(tid, p.policy)
     return {"CHAOS_TARGET_CGROUP": str(target)}
-
-
-def _tasks(cgroup: Path) -> list[int]:
-    tids: list[int] = []
-    for d in [cgroup, *[Path(r) / n for r, ds, _ in os.walk(cgroup) for n in ds]]:
-        try:
-            tids += [int(t) for t in (d / "cgroup.threads").read_text().split()]
-        except OSError:
-            continue
-    return tids
 
 
 def _deprioritise(tid: int, policy: str) -> None:

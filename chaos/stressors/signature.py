@@ -31,6 +31,7 @@ from chaos.cgroupfs import CgroupTree
 from chaos.probes.tracing import TraceRecord, TraceSession
 from chaos.procs import Child, protect_self, spawn
 from chaos.result import write_atomic
+from chaos.runtimes import dirs
 from chaos.runtimes.base import Handle, Site, last_json
 from chaos.runtimes.docker import DockerRuntime
 from chaos.runtimes.launcher import Launcher, check
@@ -46,6 +47,19 @@ VMSTAT = ("pgscan_kswapd", "pgscan_direct", "pgsteal_kswapd", "pgsteal_direct",
 SCOPE_STAT = ("anon", "file", "file_dirty", "file_writeback", "shmem", "sock", "unevictable",
               "kernel_stack", "pagetables")
 PROBE_CODE = "import time\nwhile True:\n    time.sleep(0.01)\n    sum(range(3000))\n"
+# A probe with file pages of its own (a clean 16 MiB file it maps), touched every 50 ms.
+MAPPED_PROBE_CODE = """
+import mmap, os, sys, time
+path = os.path.join(sys.argv[1], "mapped")
+with open(path, "wb") as f:
+    f.write(os.urandom(16 << 20))
+    os.fsync(f.fileno())
+m = mmap.mmap(os.open(path, os.O_RDONLY), 0, prot=mmap.PROT_READ)
+while True:
+    for off in range(0, len(m), 4096):
+        m[off]
+    time.sleep(0.05)
+"""
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,7 @@ class Case:
     observe_s: float
     done: Callable[[dict[str, Any]], bool] = lambda a: False  # on the last progress line
     probe: bool = False  # a waking task in the ``killer`` cgroup (run delay, throttling)
+    mapped_probe: bool = False  # the probe maps a file of its own (major faults, RssFile)
     kill_then_s: float = 0.0  # SIGKILL the stressor, then keep watching this long
     flood: bool = False  # ask the host to flood the guest's NIC (flood.go / flood.stop)
     trace: tuple[str, ...] = ()  # tracepoints to count while it runs ("group/event")
@@ -93,6 +108,8 @@ CASES: dict[str, Case] = {
                       lambda a: a.get("event") == "holding"),
     "fork_storm": Case("fork_storm", {"count": 400, "child_kib": 64}, 10.0,
                        lambda a: int(a.get("forked", 0)) >= 400),
+    "pageout": Case("pageout", {"target": "killer", "every_s": 0.5}, 6.0, probe=True,
+                    mapped_probe=True),
     "thp_compact": Case("thp_compact", {"size_mib": 160, "hold_s": 60}, 60.0,
                         lambda a: a.get("event") == "holding"),
     "startup": Case("anon_hog", {"size_mib": 1, "hold_s": 60}, 0.5,
@@ -167,6 +184,11 @@ class Counters:
             fields = _read(f"/proc/{self.probe_pid}/schedstat").split()
             if len(fields) >= 2:
                 c["probe.cpu_ns"], c["probe.run_delay_ns"] = float(fields[0]), float(fields[1])
+            after_comm = _read(f"/proc/{self.probe_pid}/stat").rsplit(")", 1)[-1].split()
+            if len(after_comm) > 9:
+                c["probe.majflt"] = float(after_comm[9])
+            probe_status = _kv(_read(f"/proc/{self.probe_pid}/status"), ":")
+            c["probe.rss_file_kib"] = float(probe_status.get("RssFile", "0 kB").split()[0])
         if self.stressor_pid:
             status = _kv(_read(f"/proc/{self.stressor_pid}/status"), ":")
             c["stressor.rss_kib"] = float(status.get("VmRSS", "0 kB").split()[0])
@@ -251,8 +273,14 @@ class Runner:
         trace: TraceSession | None = None
         try:
             counters = Counters(scope=tree.path("arena/workload/s"))
-            if case.probe:
+            if case.mapped_probe:
+                home, remove = dirs.provide("block", 32, run_id, "probe")
+                launcher.undo.append(remove)
+                probe = spawn("probe", [sys.executable, "-c", MAPPED_PROBE_CODE, str(home)],
+                              tree.path("killer"))
+            elif case.probe:
                 probe = spawn("probe", [sys.executable, "-c", PROBE_CODE], tree.path("killer"))
+            if probe is not None:
                 counters.probe_pid, counters.target = probe.pid, tree.path("killer")
                 time.sleep(0.5)
                 out.baseline, t_base = counters.read(), time.monotonic()

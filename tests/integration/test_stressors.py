@@ -35,7 +35,7 @@ BOTH = ("cgroup", "docker")
 CASES = {
     "cgroup": ["anon_ramp", "anon_spike", "anon_leak", "anon_many", "anon_oom",
                "page_cache_dirty", "page_cache_clean", "udp_loopback", "udp_external",
-               "cpu_starve", "shmem_hog", "mlock_hog", "fork_storm", "thp_compact"],
+               "cpu_starve", "pageout", "shmem_hog", "mlock_hog", "fork_storm", "thp_compact"],
     "docker": ["anon_ramp", "anon_oom", "page_cache_dirty", "udp_loopback", "udp_external",
                "cpu_starve", "shmem_hog", "mlock_hog", "fork_storm", "thp_compact"],
 }
@@ -249,6 +249,21 @@ def test_cpu_starve_throttles_the_target_and_delays_its_tasks(sig: Sig) -> None:
         / c["baseline_s"]
     assert delay_during > max(5 * delay_before, 50e6), (delay_before, delay_during)
     assert c["activity"]["hogs_cpu_s"] > 0.5 * c["observed_s"]
+
+
+def test_pageout_takes_the_targets_pages_and_it_faults_them_back(
+    signatures: Signatures,
+) -> None:
+    c = signatures.case("cgroup", "pageout")  # docker is refused: it hides the target's pids
+    a = c["activity"]
+    assert a["passes"] >= 3 and a["tasks"] >= 1 and "errors" not in a, a
+    assert a["advised_mib"] >= 3 * 16  # the probe's mapped file, every pass
+    faults_during = delta(c, "probe.majflt")
+    faults_before = c["before"]["probe.majflt"] - c["baseline"]["probe.majflt"]
+    # readahead brings the file back in a few faults per pass (measured: 15 in 13 passes)
+    assert faults_before == 0 and faults_during >= a["passes"] // 2, (faults_before, faults_during)
+    left_kib = a["target_rss_file_mib"] * MiB_KIB  # read right after its last pass
+    assert left_kib < c["before"]["probe.rss_file_kib"] - 8 * MiB_KIB, left_kib
 
 
 # -- memory a kill does not free, or reclaim cannot take -----------------------------------------

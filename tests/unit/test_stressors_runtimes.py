@@ -57,6 +57,10 @@ def test_every_stressor_has_defaults_and_a_command(name: str) -> None:
     ("fork_storm", {"rate_per_s": -1}, "rate_per_s must be >= 0"),
     ("thp_compact", {"size_mib": 3}, "multiple of 2"),
     ("thp_compact", {"colour": "red"}, "unknown parameter(s) colour"),
+    ("pageout", {"target": "/sys"}, "target must be a cgroup below the scenario root"),
+    ("pageout", {"target": "harness/x"}, "the harness cannot be a target"),
+    ("pageout", {"every_s": 0}, "every_s must be 0.05..3600"),
+    ("pageout", {"advice": "dontneed"}, "advice must be one of pageout, cold"),
 ])
 def test_bad_params_are_one_clear_error(name: str, raw: dict[str, Any], message: str) -> None:
     with pytest.raises(SpecError) as err:
@@ -97,6 +101,7 @@ def _spec(name: str = "anon_hog", runtime: str = "cgroup", **params: Any) -> Str
     (_spec(cpu_pct=300), VM, "more than the testbed's 2 CPUs can give"),
     (_spec("udp_storm", source="external"), TestbedInfo(kind="local"), "needs the VM testbed"),
     (_spec("nope"), VM, "unknown stressor 'nope'"),
+    (_spec("pageout", runtime="docker"), VM, "which runtime docker hides from it"),
 ])
 def test_limits_the_testbed_cannot_satisfy(spec: StressorSpec, testbed: TestbedInfo,
                                            message: str) -> None:
@@ -112,6 +117,7 @@ def test_plan_carries_needs_and_argv() -> None:
     assert "--mode" in plan.argv and "dirty" in plan.argv and "--memory-max-mib" not in plan.argv
     assert make_plan(_spec("mlock_hog"), VM).needs.caps == ("IPC_LOCK",)
     assert make_plan(_spec("cpu_starve"), VM).needs.target_cgroup == "killer"
+    assert make_plan(_spec("pageout"), VM).needs.host_pids
     ext = make_plan(_spec("udp_storm", source="external"), VM).needs
     assert ext.flood_nic and ext.host_network and ext.caps == ("NET_ADMIN",)
 
