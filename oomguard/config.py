@@ -62,8 +62,6 @@ class Policy:
     # cgroup mode: SIGKILL the group's first-listed process and give it this long to
     # exit before cgroup.kill takes the rest (0 = everything at once)
     leader_first_ms: int = 20
-    # SCHED_FIFO 1 for the process we SIGKILL (the group's leader), so it exits at full speed
-    boost_victim: bool = True
 
     @property
     def mode(self) -> str:
@@ -263,7 +261,6 @@ def _policy(t: _Table) -> Policy:
         cooldown_ms=t.get("cooldown_ms", _int(0, 600_000), 0),
         dry_run=t.get("dry_run", _bool, False),
         leader_first_ms=t.get("leader_first_ms", _int(0, 1000), 20),
-        boost_victim=t.get("boost_victim", _bool, True),
     )
     t.done()
     if p.cgroups and p.pids:

@@ -343,13 +343,11 @@ class Daemon:
             self._wait(victim)
 
     def _kill(self, c: Candidate) -> Victim:
-        boost_victim = self.cfg.policy.boost_victim
         if c.pid:
-            return kill_process(c.pid, lambda: self._still_same(c), boost_victim=boost_victim)
+            return kill_process(c.pid, lambda: self._still_same(c))
         assert isinstance(self.source, CgroupSource)
         return kill_cgroup(c.key, self.source.kill_file(c.key), self.source.events_file(c.key),
-                           leader_grace_ms=self.cfg.policy.leader_first_ms,
-                           boost_victim=boost_victim)
+                           leader_grace_ms=self.cfg.policy.leader_first_ms)
 
     def _log_signal(self, v: Victim) -> None:
         self.log.emit(
@@ -362,7 +360,6 @@ class Daemon:
             source=v.source,
             pids=sorted(v.pidfds),
             errors=v.errors,
-            boosted={str(pid): r for pid, r in v.boosted.items()},
         )
 
     def _follow_watchdog(self) -> None:

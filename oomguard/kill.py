@@ -38,7 +38,6 @@ class Victim:
     pidfds: dict[int, int] = field(default_factory=dict)
     events: KFile | None = None
     errors: list[str] = field(default_factory=list)
-    boosted: dict[int, str] = field(default_factory=dict)  # pid -> "ok" or the errno name
 
     def close(self) -> None:
         for fd in self.pidfds.values():
@@ -53,22 +52,7 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def boost(pid: int) -> str:
-    """Give a process we have just SIGKILLed the CPU until it is gone: SCHED_FIFO 1.
-
-    Its exit frees its memory in its own context, and under load (a page-cache flood,
-    CPU hogs) a CFS task shares the CPU while doing it: ~140 ms for a 560 MiB hog beside
-    a cache flood on 2 emulated CPUs. Android's lmkd boosts its victims for the same
-    reason. Priority 1 stays below our own, so we still preempt it."""
-    try:
-        os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(1))
-    except OSError as e:
-        return errno.errorcode.get(e.errno or 0, str(e.errno))
-    return "ok"
-
-
-def kill_process(pid: int, still_same: Callable[[], bool], source: str = "main",
-                 boost_victim: bool = False) -> Victim:
+def kill_process(pid: int, still_same: Callable[[], bool], source: str = "main") -> Victim:
     """SIGKILL one process through a pidfd, after checking the pid was not reused."""
     fd = _pidfd(pid)
     if fd is None:
@@ -82,10 +66,7 @@ def kill_process(pid: int, still_same: Callable[[], bool], source: str = "main",
         os.close(fd)
         raise KillError(f"pidfd_send_signal({pid}): {e.strerror}") from None
     sent = time.monotonic_ns()
-    victim = Victim("process", f"pid:{pid}", "pidfd_send_signal", sent, source, {pid: fd})
-    if boost_victim:
-        victim.boosted[pid] = boost(pid)
-    return victim
+    return Victim("process", f"pid:{pid}", "pidfd_send_signal", sent, source, {pid: fd})
 
 
 def kill_process_fd(pid: int, pidfd: int, source: str) -> Victim:
@@ -95,10 +76,8 @@ def kill_process_fd(pid: int, pidfd: int, source: str) -> Victim:
     return Victim("process", f"pid:{pid}", "pidfd_send_signal", sent, source, {pid: os.dup(pidfd)})
 
 
-def kill_leader(pid: int, grace_ms: int, boost_victim: bool = False
-                ) -> tuple[int, int, str] | None:
-    """SIGKILL one process and wait up to grace_ms for it to exit:
-    (pidfd, sent_ns, boost result or "").
+def kill_leader(pid: int, grace_ms: int) -> tuple[int, int] | None:
+    """SIGKILL one process and wait up to grace_ms for it to exit: (pidfd, sent_ns).
 
     Killed together with the rest of its group, a busy main process is woken last
     (its siblings slept, so the scheduler owes them time) and outlives hundreds of
@@ -113,23 +92,22 @@ def kill_leader(pid: int, grace_ms: int, boost_victim: bool = False
         os.close(fd)
         return None
     sent = time.monotonic_ns()
-    boosted = boost(pid) if boost_victim else ""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     poller.poll(grace_ms)
-    return fd, sent, boosted
+    return fd, sent
 
 
 def kill_cgroup(
     path: str, kill: KFile | None, events: KFile | None, source: str = "main",
-    leader_grace_ms: int = 0, boost_victim: bool = False,
+    leader_grace_ms: int = 0,
 ) -> Victim:
     """Kill every task in a cgroup subtree: cgroup.kill (after its first-listed process,
     given leader_grace_ms to exit), or SIGKILL to each task via pidfds."""
     first = None
     leader = first_member(path) if kill is not None and leader_grace_ms else 0
     if leader:
-        first = kill_leader(leader, leader_grace_ms, boost_victim)
+        first = kill_leader(leader, leader_grace_ms)
     if kill is not None:
         try:
             kill.write(b"1")
@@ -139,9 +117,7 @@ def kill_cgroup(
             method = "cgroup.kill" if first is None else "leader first, then cgroup.kill"
             victim = Victim("cgroup", path, method, time.monotonic_ns(), source)
             if first is not None:
-                victim.pidfds[leader], victim.sent_ns, boosted = first
-                if boosted:
-                    victim.boosted[leader] = boosted
+                victim.pidfds[leader], victim.sent_ns = first
             victim.events = events
             for pid in members(path):  # dying tasks are still listed: pin them for mrelease
                 fd = _pidfd(pid) if pid not in victim.pidfds else None
@@ -152,9 +128,7 @@ def kill_cgroup(
         first_error = ""
     victim = Victim("cgroup", path, "pidfd_send_signal", 0, source, events=events)
     if first is not None:  # the leader is already dying; the sweep takes the rest
-        victim.pidfds[leader], victim.sent_ns, boosted = first
-        if boosted:
-            victim.boosted[leader] = boosted
+        victim.pidfds[leader], victim.sent_ns = first
     if first_error:
         victim.errors.append(first_error)
     for _ in range(MAX_SWEEPS):

@@ -43,7 +43,6 @@ class OomguardOptions:
     select: str = "size"
     kill_timeout_ms: int = 5000
     leader_first_ms: int = 20  # 0 = the whole group at once
-    boost_victim: bool = True  # SCHED_FIFO 1 for the process it SIGKILLs first
     dry_run: bool = False
     guard_mlockall: bool = True
     guard_prefault_heap: bool = True
@@ -109,7 +108,6 @@ class OomguardTarget(Target):
                 f"protect_pids = [{', '.join(str(p) for p in layout.harness_pids)}]",
                 f"kill_timeout_ms = {o.kill_timeout_ms}",
                 f"leader_first_ms = {o.leader_first_ms}",
-                f"boost_victim = {_b(o.boost_victim)}",
                 f"dry_run = {_b(o.dry_run)}", "", "[guards]"]
         for guard in GUARDS:
             on = bool(getattr(o, f"guard_{guard}"))

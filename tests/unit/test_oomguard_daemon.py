@@ -501,7 +501,6 @@ def test_cgroup_mode_kills_a_whole_cgroup(tmp_path: Path, spawn: Spawn, cg2: Pat
     assert sig["method"] == "leader first, then cgroup.kill" and sig["kind"] == "cgroup"
     assert set(sig["pids"]) <= {victim.pid, victim2.pid}
     assert order[0] == victim.pid  # the group's first-listed process went first
-    assert sig["boosted"] in ({str(victim.pid): "ok"}, {str(victim.pid): "ESRCH"})
     assert float(str(gone["after_ms"])) >= 0
     decision = first(events, "decision")
     assert decision["chosen"]["id"] == str(work / "victim")

@@ -20,7 +20,7 @@ from oomguard.config import Detect, PsiTrigger
 from oomguard.detect import ArmError, Detector, MemFloor, parse_pressure
 from oomguard.guards import CAP_SYS_RESOURCE, effective_caps
 from oomguard.kfile import KFile
-from oomguard.kill import KillError, boost, kill_cgroup, kill_process, mrelease, wait_gone
+from oomguard.kill import KillError, kill_cgroup, kill_process, mrelease, wait_gone
 from oomguard.log import JsonLog
 from oomguard.watchdog import Handle, Watchdog
 
@@ -218,37 +218,6 @@ def test_kill_process_sigkill_then_mrelease(spawn: Spawn) -> None:
     finally:
         victim.close()
     assert child.wait(timeout=5) == -signal.SIGKILL
-
-
-def test_boost_puts_a_process_first_in_line(spawn: Spawn) -> None:
-    if os.geteuid() != 0:
-        skip_or_fail("SCHED_FIFO for another process needs CAP_SYS_NICE")
-    child = spawn()
-    assert boost(child.pid) == "ok"
-    assert os.sched_getscheduler(child.pid) == os.SCHED_FIFO
-    assert os.sched_getparam(child.pid).sched_priority == 1
-    child.kill()
-    child.wait(timeout=5)
-    assert boost(child.pid) == "ESRCH"
-
-
-def test_kill_cgroup_boosts_the_leader_it_signals_first(spawn: Spawn, cg2: Path) -> None:
-    group = cg2 / "victim"
-    leader, other = spawn(), spawn()
-    move(leader.pid, group)
-    move(other.pid, group)
-    kill = KFile(str(group / "cgroup.kill"), True, write=True)
-    events = KFile(str(group / "cgroup.events"), True)
-    victim = kill_cgroup(str(group), kill, events, leader_grace_ms=20, boost_victim=True)
-    try:
-        # a SIGKILLed sleeper may already be gone by the time it is boosted
-        assert list(victim.boosted) == [leader.pid]
-        assert victim.boosted[leader.pid] in {"ok", "ESRCH"}
-        assert wait_gone(victim, 5_000_000_000, 20, lambda: None) > 0
-    finally:
-        victim.close()
-        events.close()
-        kill.close()
 
 
 def test_kill_process_refuses_when_pid_changed(spawn: Spawn) -> None:
