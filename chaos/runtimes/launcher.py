@@ -46,7 +46,7 @@ def check(scenario: Scenario) -> list[Plan]:
         if v2 is None and (lim.memory_high_mib or lim.cpu_pct or lim.pids_max):
             raise SpecError(f"{where}: memory_high_mib, cpu_pct and pids_max need cgroup v2 "
                             "(this testbed has only the v1 memory controller)")
-        if needs.target_cgroup or lim.cpu_pct:
+        if needs.cpu_controller or lim.cpu_pct:
             if v2 is None or "cpu" not in (v2 / "cgroup.controllers").read_text().split():
                 raise SpecError(f"{where}: needs the cgroup v2 cpu controller")
         if needs.flood_nic and not guest.flood_attached():

@@ -141,6 +141,7 @@ class Needs:
     flood_mib_s: float = 0.0  # how fast the host floods them
     target_cgroup: str = ""  # a scenario cgroup it acts on (relative to the scenario root)
     host_pids: bool = False  # acts on the target's processes by pid: the testbed's pid namespace
+    cpu_controller: bool = False  # writes the target's cpu.max: the cgroup v2 cpu controller
     thp: bool = False  # transparent huge pages must be available (always or madvise)
 
     @property

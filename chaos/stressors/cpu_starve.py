@@ -62,7 +62,7 @@ def parse(raw: Params) -> CpuStarveParams:
 
 
 def needs(p: CpuStarveParams) -> Needs:
-    return Needs(target_cgroup=p.target)
+    return Needs(target_cgroup=p.target, cpu_controller=True)
 
 
 def prepare(p: CpuStarveParams, cgroup_root: Path) -> dict[str, str]:

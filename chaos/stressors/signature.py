@@ -71,7 +71,7 @@ class Case:
     observe_s: float
     done: Callable[[dict[str, Any]], bool] = lambda a: False  # on the last progress line
     probe: bool = False  # a waking task in the ``killer`` cgroup (run delay, throttling)
-    mapped_probe: bool = False  # the probe maps a file of its own (major faults, RssFile)
+    mapped_probe: bool = False  # a probe there that maps a file of its own (major faults, RssFile)
     kill_then_s: float = 0.0  # SIGKILL the stressor, then keep watching this long
     flood: bool = False  # ask the host to flood the guest's NIC (flood.go / flood.stop)
     trace: tuple[str, ...] = ()  # tracepoints to count while it runs ("group/event")
@@ -108,8 +108,7 @@ CASES: dict[str, Case] = {
                       lambda a: a.get("event") == "holding"),
     "fork_storm": Case("fork_storm", {"count": 400, "child_kib": 64}, 10.0,
                        lambda a: int(a.get("forked", 0)) >= 400),
-    "pageout": Case("pageout", {"target": "killer", "every_s": 0.5}, 6.0, probe=True,
-                    mapped_probe=True),
+    "pageout": Case("pageout", {"target": "killer", "every_s": 0.5}, 6.0, mapped_probe=True),
     "thp_compact": Case("thp_compact", {"size_mib": 160, "hold_s": 60}, 60.0,
                         lambda a: a.get("event") == "holding"),
     "startup": Case("anon_hog", {"size_mib": 1, "hold_s": 60}, 0.5,
@@ -282,6 +281,9 @@ class Runner:
                 probe = spawn("probe", [sys.executable, "-c", PROBE_CODE], tree.path("killer"))
             if probe is not None:
                 counters.probe_pid, counters.target = probe.pid, tree.path("killer")
+                if case.mapped_probe:  # its file written and mapped before the baseline
+                    _wait_until(lambda: counters.read().get("probe.rss_file_kib", 0) >= 16384,
+                                60.0)
                 time.sleep(0.5)
                 out.baseline, t_base = counters.read(), time.monotonic()
                 time.sleep(2.0)  # a baseline of its run delay before the trouble
@@ -357,6 +359,14 @@ def _wait_ready(handle: Handle, timeout_s: float) -> float:
                                + handle.output()[-500:])
         time.sleep(0.01)
     raise RuntimeError(f"no first progress line within {timeout_s:.0f} s")
+
+
+def _wait_until(ok: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ok():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not ready within {timeout_s:.0f} s")
+        time.sleep(0.1)
 
 
 def _sample(counters: Counters, handle: Handle, case: Case, t0: float) -> list[dict[str, float]]:
