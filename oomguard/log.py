@@ -46,3 +46,26 @@ class JsonLog:
         if self.owned and self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+class RateLimited:
+    """One event kind at most once per ``every_ns`` per key; the next line that goes out
+    says how many were left out (``skipped``). A fork storm makes every refresh slow,
+    and a ``late`` line per tick would drown the decisions in the log."""
+
+    def __init__(self, log: JsonLog, event: str, every_ns: int = 1_000_000_000) -> None:
+        self.log, self.event, self.every_ns = log, event, every_ns
+        self.last: dict[str, int] = {}
+        self.skipped: dict[str, int] = {}
+
+    def emit(self, key: str, now_ns: int, **fields: object) -> bool:
+        last = self.last.get(key)
+        if last is not None and now_ns - last < self.every_ns:
+            self.skipped[key] = self.skipped.get(key, 0) + 1
+            return False
+        self.last[key] = now_ns
+        skipped = self.skipped.pop(key, 0)
+        if skipped:
+            fields["skipped"] = skipped
+        self.log.emit(self.event, **fields)
+        return True

@@ -21,7 +21,7 @@ from oomguard.detect import ArmError, Detector, MemFloor, parse_pressure
 from oomguard.guards import CAP_SYS_RESOURCE, effective_caps
 from oomguard.kfile import KFile
 from oomguard.kill import KillError, kill_cgroup, kill_process, mrelease, wait_gone
-from oomguard.log import JsonLog
+from oomguard.log import JsonLog, RateLimited
 from oomguard.watchdog import Handle, Watchdog
 
 MRELEASE_OK = {"ok", "ESRCH", "EINVAL", "ENOSYS"}
@@ -404,3 +404,18 @@ def test_cgroup_veto_reads_each_members_oom_score_adj_once(
     assert set(veto.adj[str(cg)]) == {101}  # exited pids are forgotten
     veto.forget(set())
     assert veto.adj == {}
+
+
+def test_rate_limited_events_say_how_many_were_left_out(tmp_path: Path) -> None:
+    log = JsonLog.open(str(tmp_path / "log.jsonl"))
+    late = RateLimited(log, "late", every_ns=1_000)
+    sent = [late.emit("refresh", t, step="refresh", by_ms=t) for t in (0, 10, 20, 999)]
+    sent += [late.emit("wake", 30, step="wake", by_ms=1)]  # its own key, its own budget
+    sent += [late.emit("refresh", 1_000, step="refresh", by_ms=1_000),
+             late.emit("refresh", 2_500, step="refresh", by_ms=2_500)]
+    log.close()
+    assert sent == [True, False, False, False, True, True, True]
+    lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["step"], e["by_ms"], e.get("skipped")) for e in lines] == [
+        ("late", "refresh", 0, None), ("late", "wake", 1, None),
+        ("late", "refresh", 1_000, 3), ("late", "refresh", 2_500, None)]
