@@ -9,7 +9,6 @@ Global pressure is for dedicated runners only.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import os
 import subprocess
@@ -22,6 +21,7 @@ from chaos.procs import set_pdeathsig
 from chaos.result import Result
 from chaos.scenario import Scenario, SpecError
 from chaos.state import RunRecord, state_dir
+from chaos.testbeds import unfinished
 
 DEFAULT_ARENA_MIB = 512
 AGENT_MARGIN_S = 90.0
@@ -111,11 +111,10 @@ def _run(scenario: Scenario, workdir: Path, record: RunRecord | None,
     if out.exists() and not hung:
         result = Result.read(out)
     else:
-        result = Result(scenario=scenario.id, run_id=scenario.run_id,
-                        spec=dataclasses.asdict(scenario))
-        result.error = ("TESTBED_HUNG: the agent did not finish by its deadline" if hung else
-                        f"TESTBED_ERROR: agent exited {proc.returncode}: "
-                        + (text.strip().splitlines() or ["no output"])[-1][:300])
+        result = unfinished(scenario, (
+            "TESTBED_HUNG: the agent did not finish by its deadline" if hung else
+            f"TESTBED_ERROR: agent exited {proc.returncode}: "
+            + (text.strip().splitlines() or ["no output"])[-1][:300]))
     result.testbed.kind = "local"
     result.logs["agent_output"] = text[-100_000:]
     return result

@@ -189,6 +189,8 @@ def test_killer_that_panics_the_testbed(default_kernel: Kernel, session: Session
     r = session.run(spike(panic), TestbedChoice(kind="vm", kernel=default_kernel.package))
     assert r.verdict.reasons == ["TESTBED_PANIC"]
     assert "Kernel panic" in r.logs["console"]
+    assert r.killer.name == panic.name  # no result from the guest: still its killer's cell
+    assert "testbed_retried" not in r.system  # a sysrq crash is not the emulator's fault
 
 
 def test_killer_that_freezes_the_testbed(default_kernel: Kernel, session: Session) -> None:
