@@ -180,13 +180,17 @@ def clock_skew_ns(records: list[TraceRecord], marker: str, before: int, after: i
     """Harness clock minus tracefs clock, from a marker written between ``before`` and ``after``.
 
     Zero skew means the harness's time.monotonic_ns() and the kernel's tracepoint
-    timestamps are the same clock, so phases mixing both are exact.
+    timestamps are the same clock, so phases mixing both are exact. A marker stamped
+    inside [before, after] shows no skew; only how far outside it lies is skew. (The
+    midpoint of the two reads was used before: a write preempted on a loaded host made
+    a same-clock marker look 3 ms off.)
     """
     for r in records:
         if r.event == "tracing_mark_write" and marker in " ".join(
                 f"{k}={v}" for k, v in r.fields.items()) + r.raw:
-            mid = (before + after) // 2
-            return mid - r.t_ns
+            if r.t_ns < before:
+                return before - r.t_ns
+            return min(0, after - r.t_ns)
     return None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chaos.probes.attribution import attribute, exit_times
-from chaos.probes.tracing import parse
+from chaos.probes.tracing import clock_skew_ns, parse
 
 # ruff: noqa: E501  (real tracefs lines are long)
 
@@ -64,3 +64,15 @@ def test_a_group_is_killed_by_whoever_killed_a_member_first() -> None:
     assert group.killed_by == "killer" and group.signal_t_ns == 40_000_001_000
     # a member's own signal to another member is never the cause
     assert attribute({400, 401}, parse(GROUP.splitlines()[1]), {90}, set()).killed_by == ""
+
+
+def test_clock_skew_is_only_what_lies_outside_the_marker_bracket() -> None:
+    mark = parse("          python-90     [000] .....    10.000000: tracing_mark_write: "
+                 "chaos-clock r1\n")
+    assert mark[0].t_ns == 10_000_000_000
+    ns = 10_000_000_000
+    # a write preempted for 6 ms, stamped near its start: same clock, no skew
+    assert clock_skew_ns(mark, "chaos-clock r1", ns - 100_000, ns + 6_000_000) == 0
+    assert clock_skew_ns(mark, "chaos-clock r1", ns + 2_000_000, ns + 3_000_000) == 2_000_000
+    assert clock_skew_ns(mark, "chaos-clock r1", ns - 3_000_000, ns - 2_000_000) == -2_000_000
+    assert clock_skew_ns(mark, "chaos-clock other", ns, ns) is None
