@@ -54,7 +54,7 @@ class Daemon:
         self.decision: Decision | None = None
         self.cooldown_until = 0
         self.quiet = False  # "no_candidate" already logged for this danger episode
-        self.late = RateLimited(log, "late")  # at most one a second per step
+        self.late = RateLimited(log, "late", key="step")  # at most once a second per step
         self.failed: dict[str, tuple[int, str]] = {}  # key -> (skip until ns, why)
         self.stopping = False
         self.stop_reason = "exit"
@@ -178,7 +178,7 @@ class Daemon:
         self.detector.broken.clear()
         now = time.monotonic_ns()
         if not triggers and now - wake > LATE_NS:
-            self.late.emit("wake", now, step="wake", by_ms=round((now - wake) / 1e6, 3))
+            self.late.emit(now, step="wake", by_ms=round((now - wake) / 1e6, 3))
         tick = now >= next_tick
         if tick:
             next_tick = now + self.interval_ns
@@ -187,7 +187,7 @@ class Daemon:
             self._warm_veto()
             took = time.monotonic_ns() - now
             if took > LATE_NS:
-                self.late.emit("refresh", now, step="refresh", by_ms=round(took / 1e6, 3))
+                self.late.emit(now, step="refresh", by_ms=round(took / 1e6, 3))
         if tick or now >= self.next_floor:
             floor = self._check_floor()
             self.next_floor = now + self.detector.next_floor_ms(self.cfg.interval_ms) * 1_000_000

@@ -49,22 +49,24 @@ class JsonLog:
 
 
 class RateLimited:
-    """One event kind at most once per ``every_ns`` per key; the next line that goes out
-    says how many were left out (``skipped``). A fork storm makes every refresh slow,
-    and a ``late`` line per tick would drown the decisions in the log."""
+    """One event kind at most once per ``every_ns`` for each value of its ``key`` field;
+    the next line that goes out says how many were left out (``skipped``). A fork storm
+    makes every refresh slow, and a ``late`` line per tick would drown the decisions."""
 
-    def __init__(self, log: JsonLog, event: str, every_ns: int = 1_000_000_000) -> None:
-        self.log, self.event, self.every_ns = log, event, every_ns
-        self.last: dict[str, int] = {}
-        self.skipped: dict[str, int] = {}
+    def __init__(self, log: JsonLog, event: str, key: str,
+                 every_ns: int = 1_000_000_000) -> None:
+        self.log, self.event, self.key, self.every_ns = log, event, key, every_ns
+        self.last: dict[object, int] = {}
+        self.skipped: dict[object, int] = {}
 
-    def emit(self, key: str, now_ns: int, **fields: object) -> bool:
-        last = self.last.get(key)
+    def emit(self, now_ns: int, **fields: object) -> bool:
+        value = fields[self.key]
+        last = self.last.get(value)
         if last is not None and now_ns - last < self.every_ns:
-            self.skipped[key] = self.skipped.get(key, 0) + 1
+            self.skipped[value] = self.skipped.get(value, 0) + 1
             return False
-        self.last[key] = now_ns
-        skipped = self.skipped.pop(key, 0)
+        self.last[value] = now_ns
+        skipped = self.skipped.pop(value, 0)
         if skipped:
             fields["skipped"] = skipped
         self.log.emit(self.event, **fields)

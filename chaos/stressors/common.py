@@ -44,6 +44,14 @@ def check_target(target: str, stressor: str) -> None:
     require(target.split("/")[0] != "harness", stressor, "the harness cannot be a target")
 
 
+def existing_target(cgroup_root: Path, target: str, stressor: str) -> Path:
+    """The target cgroup of ``prepare``, which must exist before the stressor starts."""
+    path = cgroup_root / target
+    if not (path / "cgroup.procs").exists():
+        raise SpecError(f"stressor {stressor}: target cgroup {target!r} does not exist")
+    return path
+
+
 def subtree_ids(cgroup: Path, listing: str = "cgroup.procs") -> list[int]:
     """Pids (``cgroup.procs``) or tids (``cgroup.threads``) of a cgroup and all below it."""
     ids: list[int] = []

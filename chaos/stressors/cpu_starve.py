@@ -26,6 +26,7 @@ from chaos.stressors.common import (
     argv_for,
     check_target,
     cpu_seconds,
+    existing_target,
     main_for,
     parse_params,
     require,
@@ -67,9 +68,7 @@ def needs(p: CpuStarveParams) -> Needs:
 
 def prepare(p: CpuStarveParams, cgroup_root: Path) -> dict[str, str]:
     """Squeeze the target: its cpu.max and its tasks' scheduling policy."""
-    target = cgroup_root / p.target
-    if not (target / "cgroup.procs").exists():
-        raise SpecError(f"stressor {NAME}: target cgroup {p.target!r} does not exist")
+    target = existing_target(cgroup_root, p.target, NAME)
     if p.quota_pct:
         quota = int(p.quota_pct * p.period_us / 100)
         try:

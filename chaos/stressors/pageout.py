@@ -26,13 +26,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from chaos.scenario import Params, SpecError
+from chaos.scenario import Params
 from chaos.stressors.common import (
     MiB,
     Needs,
     Reporter,
     argv_for,
     check_target,
+    existing_target,
     main_for,
     parse_params,
     require,
@@ -68,9 +69,7 @@ def needs(p: PageoutParams) -> Needs:
 
 
 def prepare(p: PageoutParams, cgroup_root: Path) -> dict[str, str]:
-    target = cgroup_root / p.target
-    if not (target / "cgroup.procs").exists():
-        raise SpecError(f"stressor {NAME}: target cgroup {p.target!r} does not exist")
+    target = existing_target(cgroup_root, p.target, NAME)
     return {"CHAOS_TARGET_CGROUP": str(target)}
 
 
@@ -130,7 +129,7 @@ def page_out(pid: int, advice: int, tally: Tally) -> None:
     try:
         ranges = mappings(pid)
         tally.tasks += 1
-        for start, length in ranges:
+        for start, length in ranges:  # one call each: a refused mapping ends a batch
             ret = process_madvise(fd, start, length, advice)
             if ret >= 0:
                 tally.advised += ret

@@ -70,8 +70,9 @@ class Case:
     params: dict[str, Any]
     observe_s: float
     done: Callable[[dict[str, Any]], bool] = lambda a: False  # on the last progress line
-    probe: bool = False  # a waking task in the ``killer`` cgroup (run delay, throttling)
-    mapped_probe: bool = False  # a probe there that maps a file of its own (major faults, RssFile)
+    # a task in the ``killer`` cgroup: "waking" (run delay, throttling) or "mapped" (maps a
+    # file of its own: major faults, RssFile)
+    probe: str = ""
     kill_then_s: float = 0.0  # SIGKILL the stressor, then keep watching this long
     flood: bool = False  # ask the host to flood the guest's NIC (flood.go / flood.stop)
     trace: tuple[str, ...] = ()  # tracepoints to count while it runs ("group/event")
@@ -101,14 +102,14 @@ CASES: dict[str, Case] = {
     "udp_external": Case("udp_storm", {"source": "external", "sockets": 4, "rcvbuf_mib": 128,
                                        "udp_mem_mib": 480}, 12.0, flood=True),
     "cpu_starve": Case("cpu_starve", {"target": "killer", "quota_pct": 2, "policy": "idle"},
-                       8.0, probe=True),
+                       8.0, probe="waking"),
     "shmem_hog": Case("shmem_hog", {"size_mib": 160, "hold_s": 60}, 8.0,
                       lambda a: a.get("event") == "holding", kill_then_s=2.0),
     "mlock_hog": Case("mlock_hog", {"size_mib": 128, "hold_s": 60}, 8.0,
                       lambda a: a.get("event") == "holding"),
     "fork_storm": Case("fork_storm", {"count": 400, "child_kib": 64}, 10.0,
                        lambda a: int(a.get("forked", 0)) >= 400),
-    "pageout": Case("pageout", {"target": "killer", "every_s": 0.5}, 6.0, mapped_probe=True),
+    "pageout": Case("pageout", {"target": "killer", "every_s": 0.5}, 6.0, probe="mapped"),
     "thp_compact": Case("thp_compact", {"size_mib": 160, "hold_s": 60}, 60.0,
                         lambda a: a.get("event") == "holding"),
     "startup": Case("anon_hog", {"size_mib": 1, "hold_s": 60}, 0.5,
@@ -272,16 +273,16 @@ class Runner:
         trace: TraceSession | None = None
         try:
             counters = Counters(scope=tree.path("arena/workload/s"))
-            if case.mapped_probe:
+            if case.probe == "mapped":
                 home, remove = dirs.provide("block", 32, run_id, "probe")
                 launcher.undo.append(remove)
                 probe = spawn("probe", [sys.executable, "-c", MAPPED_PROBE_CODE, str(home)],
                               tree.path("killer"))
-            elif case.probe:
+            elif case.probe == "waking":
                 probe = spawn("probe", [sys.executable, "-c", PROBE_CODE], tree.path("killer"))
             if probe is not None:
                 counters.probe_pid, counters.target = probe.pid, tree.path("killer")
-                if case.mapped_probe:  # its file written and mapped before the baseline
+                if case.probe == "mapped":  # its file written and mapped before the baseline
                     _wait_until(lambda: counters.read().get("probe.rss_file_kib", 0) >= 16384,
                                 60.0)
                 time.sleep(0.5)

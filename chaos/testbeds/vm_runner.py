@@ -26,24 +26,21 @@ AGENT_MARGIN_S = 90.0
 FAULT_MARKS = ("Oops:", "BUG:", "Kernel panic", "general protection fault")
 
 
-def emulator_fault(console: str, share: Path, accel: str) -> bool:
-    """Under emulation, a guest kernel that died of an int3 Oops with no result written.
-
-    Multi-threaded TCG has been seen to let a vCPU run half-patched kernel text while a
-    static key or tracepoint was switched (text_poke_bp's int3; seen mid-scenario in
-    __schedule, 1 run in ~150). Not the scenario's doing, so the run gets a fresh guest."""
-    return (accel == "tcg" and "Oops: int3" in console
-            and not (share / "result.json").exists())
-
-
-def testbed_fault_before_start(console: str, share: Path) -> bool:
-    """The guest kernel faulted before the agent began to wait on its stressors."""
+def guest_fault(console: str, share: Path, accel: str) -> bool:
+    """The guest kernel died of something that is not the scenario's doing and left no
+    result, so the run gets one fresh guest: a fault before the agent began to wait on its
+    stressors, or, under emulation at any point, an int3 Oops. Multi-threaded TCG has been
+    seen to let a vCPU run half-patched kernel text while a static key or tracepoint was
+    switched (text_poke_bp's int3; once mid-scenario in __schedule, 1 run in ~150)."""
+    if (share / "result.json").exists():
+        return False
+    if accel == "tcg" and "Oops: int3" in console:
+        return True
     try:
         started = "chaos-agent: progress" in (share / "stdout").read_text(errors="replace")
     except OSError:
         started = False
-    return (not started and not (share / "result.json").exists()
-            and any(m in console for m in FAULT_MARKS))
+    return not started and any(m in console for m in FAULT_MARKS)
 
 
 def host_flood(scenario: Scenario, socket_dir: Path, share: Path) -> HostFlood | None:
@@ -97,10 +94,7 @@ def _run(scenario: Scenario, kernel: Kernel, share: Path, record: RunRecord | No
                   deadline_s=scenario.deadline_s + scenario.settle_s + AGENT_MARGIN_S,
                   record=record, accel=accel, name=f"chaos-{scenario.run_id}",
                   on_progress=on_progress, watch_for="chaos-agent: start")
-        if attempt == 1 and (testbed_fault_before_start(vm.console, share)
-                             or emulator_fault(vm.console, share, accel)):
-            # The guest kernel broke before the scenario began, or died of half-patched
-            # kernel text under emulation. Not a finding: boot again, and say so.
+        if attempt == 1 and guest_fault(vm.console, share, accel):  # not a finding
             lines = vm.console.strip().splitlines()
             oops = [line for line in lines if "Oops:" in line or "BUG:" in line]
             retried = (oops or lines or ["?"])[-1][:300]

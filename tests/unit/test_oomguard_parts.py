@@ -408,11 +408,11 @@ def test_cgroup_veto_reads_each_members_oom_score_adj_once(
 
 def test_rate_limited_events_say_how_many_were_left_out(tmp_path: Path) -> None:
     log = JsonLog.open(str(tmp_path / "log.jsonl"))
-    late = RateLimited(log, "late", every_ns=1_000)
-    sent = [late.emit("refresh", t, step="refresh", by_ms=t) for t in (0, 10, 20, 999)]
-    sent += [late.emit("wake", 30, step="wake", by_ms=1)]  # its own key, its own budget
-    sent += [late.emit("refresh", 1_000, step="refresh", by_ms=1_000),
-             late.emit("refresh", 2_500, step="refresh", by_ms=2_500)]
+    late = RateLimited(log, "late", key="step", every_ns=1_000)
+    sent = [late.emit(t, step="refresh", by_ms=t) for t in (0, 10, 20, 999)]
+    sent += [late.emit(30, step="wake", by_ms=1)]  # its own key, its own budget
+    sent += [late.emit(1_000, step="refresh", by_ms=1_000),
+             late.emit(2_500, step="refresh", by_ms=2_500)]
     log.close()
     assert sent == [True, False, False, False, True, True, True]
     lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
