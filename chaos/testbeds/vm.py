@@ -202,12 +202,15 @@ def vm_slot(cpus: int, on_wait: Callable[[str], None] | None = None) -> Iterator
     guest's clock runs while its CPUs don't, which shows up as missed samples and
     invented run delay. So guests share the host by slots (host cores // guest CPUs,
     at least one; CHAOS_VM_SLOTS overrides), across processes and xdist workers.
+    With CHAOS_VM_SLOT_LOG set, each use appends a JSON line (who, wait, held) to
+    that file: the slot is what CI's wall time is made of.
     """
     default = max(1, (os.cpu_count() or 1) // max(1, cpus))
     slots = max(1, int(os.environ.get("CHAOS_VM_SLOTS", default)))
     lock_dir = state_dir() / ".vm-slots"  # dot: not a run, never swept
     lock_dir.mkdir(parents=True, exist_ok=True)
     files = [open(lock_dir / f"slot{i}", "w") for i in range(slots)]  # noqa: SIM115
+    asked = time.monotonic()
     try:
         while True:
             for i, f in enumerate(files):
@@ -215,7 +218,11 @@ def vm_slot(cpus: int, on_wait: Callable[[str], None] | None = None) -> Iterator
                     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue
-                yield i
+                got = time.monotonic()
+                try:
+                    yield i
+                finally:
+                    _log_slot_use(i, got - asked, time.monotonic() - got)
                 return
             if on_wait is not None:
                 on_wait(f"waiting for a free VM slot ({slots} on this host)")
@@ -224,6 +231,17 @@ def vm_slot(cpus: int, on_wait: Callable[[str], None] | None = None) -> Iterator
     finally:
         for f in files:
             f.close()
+
+
+def _log_slot_use(slot: int, wait_s: float, held_s: float) -> None:
+    path = os.environ.get("CHAOS_VM_SLOT_LOG")
+    if not path:
+        return
+    line = json.dumps({"slot": slot, "wait_s": round(wait_s, 2), "held_s": round(held_s, 2),
+                       "who": os.environ.get("PYTEST_CURRENT_TEST", " ".join(sys.argv)),
+                       "pid": os.getpid()})
+    with open(path, "a") as f:  # one short append per guest: lines do not interleave
+        f.write(line + "\n")
 
 
 def boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
