@@ -2,8 +2,8 @@
 
 It is the only code that runs inside the testbed. Everything it needs arrives
 in the spec; everything it learned leaves in the result file. Order of work:
-cgroups -> probes -> killer (ready-check) -> bystanders -> stressors -> wait
-for the victim's death, the deadline, or a hang -> teardown -> result.
+cgroups -> probes -> bystanders spawned -> killer (ready-check) -> bystanders ready ->
+stressors -> wait for the victim's death, the deadline, or a hang -> teardown -> result.
 Teardown runs on every path, including SIGTERM/SIGINT.
 
 Usage: python -m chaos.agent --spec spec.json --out result.json [--workdir DIR]
@@ -213,7 +213,9 @@ class Run:
         self._track_killer_tids()
         self._event(time.monotonic_ns(), "killer_ready", pid=self.killer.pid)
 
-    def start_bystanders(self, stack: ExitStack) -> None:
+    def spawn_bystanders(self, stack: ExitStack) -> None:
+        """Before the killer: their interpreters start while it does (~2 s a run saved
+        under emulation). What counts as a stall starts with the stressors."""
         for b in self.s.bystanders:
             cg = self.tree.make(f"arena/bystanders/{b.instance}") if self.tree else None
             child = spawn(b.instance, [sys.executable, "-m", "chaos.probes.bystander",
@@ -222,9 +224,13 @@ class Run:
                           cg, ready_pattern='"ready"')
             self.bystanders.append(child)
             stack.callback(child.stop)
+
+    def await_bystanders(self) -> None:
         for child in self.bystanders:
             if not child.ready.wait(60):
                 raise TargetError(f"bystander {child.name} did not start: {child.output()}")
+        for child in self.bystanders:
+            child.popen.send_signal(signal.SIGUSR1)  # their stall window opens now
 
     def start_stressors(self, stack: ExitStack) -> None:
         from typing import cast
@@ -517,9 +523,10 @@ def run(scenario: Scenario, out: Path, workdir: Path) -> Result:
     try:
         with ExitStack() as stack:
             run_.setup(stack)
+            run_.spawn_bystanders(stack)
             run_.start_killer(stack)
             run_.start_killer_probe(stack)
-            run_.start_bystanders(stack)
+            run_.await_bystanders()
             run_.start_stressors(stack)
             run_.wait()
             for child, _, _ in run_.victims:  # stop the workload before the bystanders
