@@ -239,7 +239,7 @@ def _log_slot_use(slot: int, wait_s: float, held_s: float) -> None:
         return
     line = json.dumps({"slot": slot, "wait_s": round(wait_s, 2), "held_s": round(held_s, 2),
                        "who": os.environ.get("PYTEST_CURRENT_TEST", " ".join(sys.argv)),
-                       "pid": os.getpid()})
+                       "pid": os.getpid(), "end": round(time.time(), 1)})
     with open(path, "a") as f:  # one short append per guest: lines do not interleave
         f.write(line + "\n")
 
