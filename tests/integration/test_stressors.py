@@ -10,9 +10,7 @@ while the external UDP case runs.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +24,7 @@ from chaos.kernels import Kernel
 from chaos.runtimes.netflood import HostFlood
 from chaos.skips import skip_or_fail, skip_unless_binary
 from chaos.testbeds.vm import VmConfig, boot
-from tests.integration.conftest import get_kernel
+from tests.integration.conftest import get_kernel, once, shared_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.long]
 
@@ -51,14 +49,7 @@ class Signatures:
 
     def data(self, runtime: str) -> dict[str, Any]:
         if runtime not in self.done:
-            shared = self.root / f"{runtime}.json"
-            with open(self.root / f"{runtime}.lock", "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # held while the other worker boots it
-                if not shared.exists():
-                    tmp = shared.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(self._boot(runtime)))
-                    tmp.rename(shared)
-            self.done[runtime] = json.loads(shared.read_text())
+            self.done[runtime] = once(self.root, runtime, lambda: self._boot(runtime))
         return self.done[runtime]
 
     def case(self, runtime: str, name: str) -> dict[str, Any]:
@@ -115,12 +106,7 @@ class Signatures:
 def signatures(kernel_cache: dict[str, Kernel],
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signatures]:
     kernel = get_kernel(kernels.DEFAULT_KERNEL, kernel_cache)
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # the run's directory, shared by the workers
-    root = base / "signatures"
-    root.mkdir(exist_ok=True)
-    yield Signatures(kernel, root)
+    yield Signatures(kernel, shared_dir(tmp_path_factory, "signatures"))
 
 
 @pytest.fixture(params=BOTH)

@@ -1,0 +1,65 @@
+"""Assertions on a scenario's result that more than one test module makes."""
+
+from __future__ import annotations
+
+import math
+
+from chaos.result import Result
+from tests.integration.conftest import Record
+
+
+def explain(result: Result) -> str:
+    return (f"error={result.error!r} reasons={result.verdict.reasons} victims={result.victims}\n"
+            f"--- killer log (last lines)\n" + "\n".join(result.killer.log.splitlines()[-15:]))
+
+
+def check_started(result: Result, name: str) -> None:
+    """The target itself worked: it ran, said it was ready, and its version and log are kept."""
+    assert not result.error, explain(result)
+    assert result.killer.name == name
+    assert result.killer.version, "no version captured"
+    assert result.killer.log, "no killer log kept"
+    assert result.killer.pids and not result.killer.exited, explain(result)
+    assert any(e.kind == "killer_ready" for e in result.events)
+
+
+def check_killer_killed(result: Result, name: str, record: Record,
+                        comm: str = "") -> None:
+    check_started(result, name)
+    (hog,) = result.victims
+    assert hog.died and hog.killed_by == "killer", explain(result)
+    if comm:
+        assert hog.killer_comm == comm, explain(result)
+    assert hog.exit_signal in (9, 15)
+    assert result.metrics.oom_kill_delta == 0, "the kernel OOM killer fired as well"
+    ttk = result.metrics.time_to_kill_ms
+    assert ttk is not None and math.isfinite(ttk) and ttk >= 0
+    claims = [e for e in result.events if e.kind == "killer_log"]
+    assert claims, "the killer's log says nothing about the kill"
+    assert all(e.t_ns > 0 for e in claims)
+    (by,) = result.bystanders
+    assert by.survived
+    record("time_to_kill_ms", ttk)
+    record("killer_version", result.killer.version)
+    record("verdict", ",".join(result.verdict.reasons) or "passed")
+
+
+def check_kernel_kill(result: Result) -> None:
+    """The kernel alone against an anon hog, from the facts it recorded."""
+    assert not result.error, result.error + result.logs.get("console", "")[-2000:]
+    (hog,) = result.victims
+    assert hog.died and hog.exit_signal == 9
+    assert hog.killed_by == "kernel"
+    assert any(e.kind == "mark_victim" and e.pid == hog.pid for e in result.events)
+    assert result.metrics.oom_kill_delta >= 1
+    assert hog.activity["allocated_mib"] > 100  # it really allocated
+    (by,) = result.bystanders
+    assert by.survived and by.beats > 10
+    ttk = result.metrics.time_to_kill_ms
+    assert ttk is not None and math.isfinite(ttk) and ttk > 0
+    assert result.t0_ns is not None
+    assert result.metrics.sample_hz_achieved >= 20
+    n = len(result.series["t_ns"])
+    assert n > 20 and all(len(v) == n for v in result.series.values())
+    assert min(result.series["mem_available_kib"]) < max(result.series["mem_available_kib"]) / 2
+    assert result.verdict.passed, result.verdict
