@@ -629,13 +629,35 @@ class _Kmsg:
             self.fd = None
 
 
+def start_heartbeat(path: Path, every_s: float = 1.0) -> threading.Thread:
+    """Rewrite ``path`` every ``every_s``: the testbed's host side can tell a guest that
+    stopped answering (no CPU for the agent, a frozen kernel) from one that is busy."""
+    def beat() -> None:
+        n = 0
+        while True:
+            n += 1
+            try:
+                path.write_text(f"{n} {time.monotonic_ns()}\n")
+            except OSError:
+                pass  # the host side sees the silence; nothing to do here
+            time.sleep(every_s)
+
+    t = threading.Thread(target=beat, name="chaos-heartbeat", daemon=True)
+    t.start()
+    return t
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="chaos.agent")
     ap.add_argument("--spec", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/chaos-agent"))
+    ap.add_argument("--heartbeat", type=Path, default=None,
+                    help="a file to rewrite every second while the agent runs")
     a = ap.parse_args(argv)
     set_process_name("chaos-agent")  # killers that avoid by name (earlyoom) see the harness
+    if a.heartbeat is not None:
+        start_heartbeat(a.heartbeat)
     try:
         scenario = Scenario.from_json(a.spec.read_text())
         Run(scenario, a.workdir).check()

@@ -38,6 +38,9 @@ class TestbedChoice:
     swap_mib: int = 0
     arena_mib: int = 0  # local only; 0 = default arena (or global with allow_host_pressure)
     allow_host_pressure: bool = False
+    # vm only: a guest whose agent is silent this long is TESTBED_HUNG (0: at the deadline,
+    # which is the scenario's plus a 90 s margin for the killer's start-up and teardown)
+    silence_s: float = 0.0
 
     def info(self) -> TestbedInfo:
         return TestbedInfo(kind=self.kind, memory_mib=self.memory_mib, cpus=self.cpus,
@@ -94,7 +97,8 @@ class Session:
             from chaos.testbeds import vm_runner
 
             kernel = self.kernel(testbed.kernel)
-            result = vm_runner.run(scenario, kernel, work, self.record, on_progress)
+            result = vm_runner.run(scenario, kernel, work, self.record, on_progress,
+                                   silence_s=testbed.silence_s)
         else:
             from chaos.testbeds import local
 

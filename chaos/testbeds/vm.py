@@ -244,20 +244,38 @@ def _log_slot_use(slot: int, wait_s: float, held_s: float) -> None:
         f.write(line + "\n")
 
 
+HEARTBEAT = "heartbeat"  # in the shared directory; the command rewrites it to say it lives
+
+
 def boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
          record: RunRecord | None = None, accel: str | None = None, name: str = "chaos-vm",
-         on_progress: Callable[[str], None] | None = None, watch_for: str = "") -> VmRun:
-    """Boot a guest, run ``argv`` in it, return what happened. Never hangs past the deadline."""
+         on_progress: Callable[[str], None] | None = None, watch_for: str = "",
+         silence_s: float = 0.0) -> VmRun:
+    """Boot a guest, run ``argv`` in it, return what happened. Never hangs past the deadline.
+
+    With ``silence_s``, a guest whose command has started its heartbeat (the file
+    HEARTBEAT in the shared directory) and then not rewritten it for that long is hung
+    as well: found in seconds rather than at the deadline."""
     accel = accel or resolve_accel(cfg)
     with vm_slot(cfg.cpus, on_progress):
-        return _boot(cfg, argv, share, deadline_s, record, accel, name, on_progress, watch_for)
+        return _boot(cfg, argv, share, deadline_s, record, accel, name, on_progress, watch_for,
+                     silence_s)
+
+
+def _silent_for(heartbeat: Path) -> float:
+    """Seconds since the guest last rewrote its heartbeat; 0 before the first beat."""
+    try:
+        return max(0.0, time.time() - heartbeat.stat().st_mtime)
+    except OSError:
+        return 0.0
 
 
 def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
           record: RunRecord | None, accel: str, name: str,
-          on_progress: Callable[[str], None] | None, watch_for: str) -> VmRun:
+          on_progress: Callable[[str], None] | None, watch_for: str,
+          silence_s: float) -> VmRun:
     share.mkdir(parents=True, exist_ok=True)
-    for stale in ("ready", "stdout", "stderr", "exit_status"):
+    for stale in ("ready", "stdout", "stderr", "exit_status", HEARTBEAT):
         (share / stale).unlink(missing_ok=True)
     env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
     env.update(_guest_env(cfg, share))
@@ -299,6 +317,10 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
             up_s = boot_ms / 1000 if boot_ms is not None else cfg.boot_timeout_s
             if now - t0 > up_s + deadline_s:  # the deadline runs from the guest coming up
                 failure = f"guest still running at its deadline ({deadline_s:.0f} s)"
+                hung = True
+                break
+            if silence_s and _silent_for(share / HEARTBEAT) > silence_s:
+                failure = f"guest stopped answering (no heartbeat for {silence_s:.0f} s)"
                 hung = True
                 break
             time.sleep(0.02)

@@ -16,7 +16,7 @@ from chaos.runtimes.netflood import HostFlood
 from chaos.scenario import Scenario
 from chaos.state import RunRecord
 from chaos.testbeds import initramfs, unfinished
-from chaos.testbeds.vm import VmConfig, boot, resolve_accel
+from chaos.testbeds.vm import HEARTBEAT, VmConfig, boot, resolve_accel
 
 GUEST_WORKDIR = "/tmp/chaos-agent"
 # Beyond the scenario's own deadline: killer start, teardown, writing the result.
@@ -60,15 +60,17 @@ def host_flood(scenario: Scenario, socket_dir: Path, share: Path) -> HostFlood |
 
 
 def run(scenario: Scenario, kernel: Kernel, workdir: Path, record: RunRecord | None = None,
-        on_progress: Callable[[str], None] | None = None) -> Result:
+        on_progress: Callable[[str], None] | None = None, silence_s: float = 0.0) -> Result:
+    """Run the scenario in a fresh guest. ``silence_s``: a guest whose agent has not
+    beaten its heartbeat for that long is TESTBED_HUNG at once (0: only at the deadline)."""
     share = workdir / "share"
     share.mkdir(parents=True, exist_ok=True)
     flood = host_flood(scenario, record.root if record else workdir, share)
     if flood is None:
-        return _run(scenario, kernel, share, record, on_progress, "")
+        return _run(scenario, kernel, share, record, on_progress, "", silence_s)
     flood.start()
     try:
-        result = _run(scenario, kernel, share, record, on_progress, flood.prefix)
+        result = _run(scenario, kernel, share, record, on_progress, flood.prefix, silence_s)
     finally:
         flood.stop()
     result.system["host_flood"] = (f"{flood.sent_bytes / (1 << 20):.1f} MiB to ports "
@@ -78,7 +80,8 @@ def run(scenario: Scenario, kernel: Kernel, workdir: Path, record: RunRecord | N
 
 
 def _run(scenario: Scenario, kernel: Kernel, share: Path, record: RunRecord | None,
-         on_progress: Callable[[str], None] | None, flood_socket: str) -> Result:
+         on_progress: Callable[[str], None] | None, flood_socket: str,
+         silence_s: float) -> Result:
     cfg = VmConfig(kernel=kernel, memory_mib=scenario.testbed.memory_mib,
                    cpus=scenario.testbed.cpus, swap_mib=scenario.testbed.swap_mib,
                    flood_socket=flood_socket)
@@ -87,13 +90,15 @@ def _run(scenario: Scenario, kernel: Kernel, share: Path, record: RunRecord | No
     (share / "result.json").unlink(missing_ok=True)
     (share / "spec.json").write_text(scenario.to_json())
     argv = [sys.executable, "-m", "chaos.agent", "--spec", f"{initramfs.SHARE_MOUNT}/spec.json",
-            "--out", f"{initramfs.SHARE_MOUNT}/result.json", "--workdir", GUEST_WORKDIR]
+            "--out", f"{initramfs.SHARE_MOUNT}/result.json", "--workdir", GUEST_WORKDIR,
+            "--heartbeat", f"{initramfs.SHARE_MOUNT}/{HEARTBEAT}"]
     retried = ""
     for attempt in (1, 2):
         vm = boot(cfg, argv, share,
                   deadline_s=scenario.deadline_s + scenario.settle_s + AGENT_MARGIN_S,
                   record=record, accel=accel, name=f"chaos-{scenario.run_id}",
-                  on_progress=on_progress, watch_for="chaos-agent: start")
+                  on_progress=on_progress, watch_for="chaos-agent: start",
+                  silence_s=silence_s)
         if attempt == 1 and guest_fault(vm.console, share, accel):  # not a finding
             lines = vm.console.strip().splitlines()
             oops = [line for line in lines if "Oops:" in line or "BUG:" in line]

@@ -207,6 +207,8 @@ def test_killer_that_freezes_the_testbed(default_kernel: Kernel, session: Sessio
              "echo ready; (while :; do :; done) & (while :; do :; done) & wait'",
         options={"ready_pattern": "ready"})
     scenario = dataclasses.replace(spike(freeze), deadline_s=5.0, settle_s=0.0)
-    r = session.run(scenario, TestbedChoice(kind="vm", kernel=default_kernel.package))
+    r = session.run(scenario, TestbedChoice(kind="vm", kernel=default_kernel.package,
+                                            silence_s=15.0))
     assert r.verdict.reasons == ["TESTBED_HUNG"]
+    assert "no heartbeat for 15 s" in r.error, r.error  # not the deadline's 95 s
     assert r.logs["console"]

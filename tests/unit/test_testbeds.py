@@ -1,12 +1,17 @@
-"""What the testbeds report when a run produced no result of its own."""
+"""What the testbeds report when a run produced no result of its own, and how a
+guest that stopped answering is told from a busy one."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 from chaos import catalogue
+from chaos.agent import start_heartbeat
 from chaos.scenario import KillerSpec
 from chaos.testbeds import unfinished
+from chaos.testbeds.vm import _silent_for
 from chaos.testbeds.vm_runner import guest_fault
 
 INT3 = "[   23.726550] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\nKernel panic - not syncing"
@@ -32,3 +37,28 @@ def test_any_kernel_fault_before_the_scenario_began_is_not_a_finding(tmp_path: P
     assert guest_fault("BUG: unable to handle page fault", tmp_path, "kvm")
     (tmp_path / "stdout").write_text("chaos-agent: progress pressing\n")
     assert not guest_fault("BUG: unable to handle page fault", tmp_path, "kvm")
+
+
+
+def _beats(path: Path) -> int:
+    text = path.read_text() if path.exists() else ""
+    return int(text.split()[0]) if text.strip() else 0  # caught between truncate and write
+
+
+def test_the_agents_heartbeat_is_rewritten_while_it_runs(tmp_path: Path) -> None:
+    beat = tmp_path / "heartbeat"
+    start_heartbeat(beat, every_s=0.05)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _beats(beat) < 3:
+        time.sleep(0.02)
+    assert _beats(beat) >= 3
+
+
+def test_silence_is_counted_from_the_last_beat_and_only_after_the_first(tmp_path: Path) -> None:
+    beat = tmp_path / "heartbeat"
+    assert _silent_for(beat) == 0.0  # not started yet: the deadline alone applies
+    beat.write_text("1 0\n")
+    assert _silent_for(beat) < 5
+    old = time.time() - 30
+    os.utime(beat, (old, old))
+    assert 29 < _silent_for(beat) < 40
