@@ -29,7 +29,8 @@ REASONS: dict[str, str] = {
     "KILLER_STARVED": "The killer waited longer than the SLO for a CPU (run delay / throttling).",
     "KILLER_DIED": "The killer process exited or was killed during the scenario.",
     "BYSTANDER_KILLED": "A workload that had to survive was killed.",
-    "BYSTANDER_STALLED": "A bystander's heartbeat stalled for longer than the SLO.",
+    "BYSTANDER_STALLED": "A bystander's heartbeat stalled for longer than the SLO "
+                         "(counted from the stressors' start).",
     "HARNESS_IMPAIRED": "Around danger and the kill, the harness missed more than a quarter of its "
                         "samples; its own view of the timeline is impaired.",
     "TESTBED_HUNG": "The testbed stopped responding and was killed at its deadline.",
