@@ -69,9 +69,10 @@ def ns_to_ms(ns: float) -> float:
 class Run:
     """State of one scenario run inside the testbed."""
 
-    def __init__(self, scenario: Scenario, workdir: Path) -> None:
+    def __init__(self, scenario: Scenario, workdir: Path, heartbeat: Path | None = None) -> None:
         self.s = scenario
         self.workdir = workdir
+        self.heartbeat = heartbeat
         self.result = Result(scenario=scenario.id, run_id=scenario.run_id,
                              spec=dataclasses.asdict(scenario))
         self.tree: CgroupTree | None = None
@@ -117,6 +118,12 @@ class Run:
                                   host=platform.node())
         r.system = _system_info()
         r.system["harness_protection"] = ",".join(protect_self())
+        if self.heartbeat is not None:
+            # Started after protect_self, so it runs with the harness's priority: when the
+            # harness cannot run, it falls silent too. (Since 6.12 the fair server gives
+            # SCHED_OTHER tasks a slice even under real-time spinners that starve the
+            # harness's SCHED_FIFO threads, so a heartbeat started before kept beating.)
+            start_heartbeat(self.heartbeat)
         self.tree = CgroupTree.create(f"chaos-{s.run_id}")
         stack.callback(self.tree.destroy)
         tree = self.tree
@@ -514,10 +521,10 @@ def _attach_helper_logs(r: Result, workdir: Path, tail_bytes: int = 16384) -> No
             continue
 
 
-def run(scenario: Scenario, out: Path, workdir: Path) -> Result:
+def run(scenario: Scenario, out: Path, workdir: Path, heartbeat: Path | None = None) -> Result:
     """Run the scenario; always writes a result (with ``error`` set if the run failed)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    run_ = Run(scenario, workdir)
+    run_ = Run(scenario, workdir, heartbeat)
     r = run_.result
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -631,7 +638,8 @@ class _Kmsg:
 
 def start_heartbeat(path: Path, every_s: float = 1.0) -> threading.Thread:
     """Rewrite ``path`` every ``every_s``: the testbed's host side can tell a guest that
-    stopped answering (no CPU for the agent, a frozen kernel) from one that is busy."""
+    stopped answering (no CPU for the agent, a frozen kernel) from one that is busy.
+    The thread inherits the calling thread's scheduling policy."""
     def beat() -> None:
         n = 0
         while True:
@@ -656,8 +664,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="a file to rewrite every second while the agent runs")
     a = ap.parse_args(argv)
     set_process_name("chaos-agent")  # killers that avoid by name (earlyoom) see the harness
-    if a.heartbeat is not None:
-        start_heartbeat(a.heartbeat)
     try:
         scenario = Scenario.from_json(a.spec.read_text())
         Run(scenario, a.workdir).check()
@@ -665,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chaos.agent: {exc}", file=sys.stderr)
         return 2
     print(f"chaos-agent: start {scenario.id}", flush=True)
-    result = run(scenario, a.out, a.workdir)
+    result = run(scenario, a.out, a.workdir, a.heartbeat)
     print(f"chaos-agent: done {scenario.id} error={result.error!r}", flush=True)
     return 0
 
