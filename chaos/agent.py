@@ -31,6 +31,7 @@ from chaos.probes.killer import KillerProbe
 from chaos.probes.phases import Episode, fill_phases, fill_reclaim, reclaim_episodes
 from chaos.probes.sampler import ArenaSource, Sampler
 from chaos.probes.tracing import TraceRecord, TraceSession, TracingError, clock_skew_ns
+from chaos.procname import set_process_name
 from chaos.procs import Child, protect_self, spawn
 from chaos.result import (
     BystanderOutcome,
@@ -43,7 +44,6 @@ from chaos.result import (
     VictimOutcome,
 )
 from chaos.scenario import Scenario, SpecError
-from chaos.stressors.common import set_process_name
 from chaos.targets.base import Launch, Layout, Target, TargetError, tail
 from chaos.targets.logtail import LogTail
 

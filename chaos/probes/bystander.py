@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 
-from chaos.stressors.common import set_process_name
+from chaos.procname import set_process_name
 
 
 def main(argv: list[str] | None = None) -> int:

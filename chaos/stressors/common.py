@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, TypeVar
 
+from chaos.procname import set_process_name
 from chaos.scenario import Params, SpecError, typed_params
 
 P = TypeVar("P")
@@ -166,20 +167,6 @@ def argv_for(module: str, params: object) -> list[str]:
         flag = "--" + f.name.replace("_", "-")
         argv += [flag, json.dumps(value) if isinstance(value, bool) else str(value)]
     return argv
-
-
-def set_process_name(name: str) -> None:
-    """Name the process (comm) after its instance, so killers' name patterns can match it.
-
-    Every stressor is otherwise a ``python3``, indistinguishable from the harness and
-    the bystanders to a killer that prefers or avoids processes by name (earlyoom).
-    """
-    if not name:
-        return
-    import ctypes
-
-    pr_set_name = 15
-    ctypes.CDLL(None).prctl(pr_set_name, name.encode()[:15], 0, 0, 0)
 
 
 def main_for(cls: type[P], parse: Any, run: Any, argv: list[str] | None, prog: str) -> int:

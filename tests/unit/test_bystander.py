@@ -64,3 +64,9 @@ def test_a_stall_before_the_window_opens_does_not_count(
     line = done(bystander)
     assert line["worst_stall_ms"] < 300
     assert line["window_t_ns"] >= asked
+
+
+def test_it_is_named_after_its_instance(bystander: subprocess.Popen[str]) -> None:
+    """Killers that prefer or avoid by name (earlyoom) must see it as itself, not python3."""
+    with open(f"/proc/{bystander.pid}/comm") as f:
+        assert f.read().strip() == "bystander-test"
