@@ -44,6 +44,26 @@ def check_killer_killed(result: Result, name: str, record: Record,
     record("verdict", ",".join(result.verdict.reasons) or "passed")
 
 
+def check_oomd_default_config(result: Result, record: Record) -> None:
+    """A record, not a race to win: the target must work; who killed is the finding
+    (oomd, or the kernel first: KERNEL_OOM_FIRST)."""
+    check_started(result, "oomd")
+    (hog,) = result.victims
+    assert hog.died, explain(result)
+    record("swap_mib", result.testbed.swap_mib)
+    record("killed_by", hog.killed_by)
+    record("time_to_kill_ms", result.metrics.time_to_kill_ms)
+    record("verdict", ",".join(result.verdict.reasons) or "passed")
+    print(f"\noomd default config, swap {result.testbed.swap_mib} MiB: killed by "
+          f"{hog.killed_by} ({hog.killer_comm}), time-to-kill "
+          f"{result.metrics.time_to_kill_ms} ms, verdict {result.verdict.reasons}")
+    if hog.killed_by == "killer":
+        assert hog.killer_comm == "oomd", explain(result)
+    else:
+        assert hog.killed_by == "kernel", explain(result)
+        assert "KERNEL_OOM_FIRST" in result.verdict.reasons
+
+
 def check_kernel_kill(result: Result) -> None:
     """The kernel alone against an anon hog, from the facts it recorded."""
     assert not result.error, result.error + result.logs.get("console", "")[-2000:]

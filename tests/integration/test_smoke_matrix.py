@@ -31,7 +31,11 @@ from chaos.plugin import default_killers
 from chaos.result import Result
 from chaos.skips import skip_unless_binary, skip_unless_qemu, skip_unless_root
 from chaos.verdict import REASONS, judge
-from tests.integration.checks import check_kernel_kill, check_killer_killed, check_started, explain
+from tests.integration.checks import (
+    check_kernel_kill,
+    check_killer_killed,
+    check_oomd_default_config,
+)
 from tests.integration.conftest import Record, once, shared_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.long]
@@ -144,18 +148,7 @@ def test_oomguard_kills_the_spike_hog(matrix: Matrix, record: Record) -> None:
 
 
 def test_oomd_default_config_without_swap(matrix: Matrix, record: Record) -> None:
-    """A record, not a race to win: the target must work; who killed is the finding."""
     skip_unless_binary("oomd", "oomd")
     r = matrix.cell("spike", "oomd")
-    check_started(r, "oomd")
     assert r.testbed.swap_mib == 0
-    (hog,) = r.victims
-    assert hog.died, explain(r)
-    record("killed_by", hog.killed_by)
-    record("time_to_kill_ms", r.metrics.time_to_kill_ms)
-    record("verdict", ",".join(r.verdict.reasons) or "passed")
-    if hog.killed_by == "killer":
-        assert hog.killer_comm == "oomd", explain(r)
-    else:
-        assert hog.killed_by == "kernel", explain(r)
-        assert "KERNEL_OOM_FIRST" in r.verdict.reasons
+    check_oomd_default_config(r, record)

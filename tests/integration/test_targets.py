@@ -24,7 +24,12 @@ from chaos.scenario import KillerSpec, Params
 from chaos.session import Session, TestbedChoice
 from chaos.skips import skip_or_fail, skip_unless_binary
 from chaos.targets.base import Layout, TargetError
-from tests.integration.checks import check_killer_killed, check_started, explain
+from tests.integration.checks import (
+    check_killer_killed,
+    check_oomd_default_config,
+    check_started,
+    explain,
+)
 from tests.integration.conftest import Record
 
 pytestmark = pytest.mark.integration
@@ -54,22 +59,8 @@ def test_oomd_default_config_with_zram_swap(default_kernel: Kernel, session: Ses
     swap_mib = 256
     skip_unless_binary("oomd", "oomd")
     result = run_spike(session, default_kernel, "oomd", swap_mib=swap_mib)
-    check_started(result, "oomd")
     assert result.testbed.swap_mib >= swap_mib * 0.9
-    (hog,) = result.victims
-    assert hog.died, explain(result)
-    record("swap_mib", swap_mib)
-    record("killed_by", hog.killed_by)
-    record("time_to_kill_ms", result.metrics.time_to_kill_ms)
-    record("verdict", ",".join(result.verdict.reasons) or "passed")
-    print(f"\noomd default config, swap {swap_mib} MiB: killed by {hog.killed_by} "
-          f"({hog.killer_comm}), time-to-kill {result.metrics.time_to_kill_ms} ms, "
-          f"verdict {result.verdict.reasons}")
-    if hog.killed_by == "killer":
-        assert hog.killer_comm == "oomd", explain(result)
-    else:
-        assert hog.killed_by == "kernel", explain(result)
-        assert "KERNEL_OOM_FIRST" in result.verdict.reasons
+    check_oomd_default_config(result, record)
 
 
 def test_exec_target_runs_a_command_end_to_end(default_kernel: Kernel, session: Session,
