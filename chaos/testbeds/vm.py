@@ -240,8 +240,11 @@ def _log_slot_use(slot: int, wait_s: float, held_s: float) -> None:
     line = json.dumps({"slot": slot, "wait_s": round(wait_s, 2), "held_s": round(held_s, 2),
                        "who": os.environ.get("PYTEST_CURRENT_TEST", " ".join(sys.argv)),
                        "pid": os.getpid(), "end": round(time.time(), 1)})
-    with open(path, "a") as f:  # one short append per guest: lines do not interleave
-        f.write(line + "\n")
+    try:
+        with open(path, "a") as f:  # one short append per guest: lines do not interleave
+            f.write(line + "\n")
+    except OSError as exc:  # a diagnostic: it must not cost the guest's result
+        print(f"chaos: CHAOS_VM_SLOT_LOG {path}: {exc.strerror or exc}", file=sys.stderr)
 
 
 HEARTBEAT = "heartbeat"  # in the shared directory; the command rewrites it to say it lives

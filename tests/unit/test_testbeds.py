@@ -3,15 +3,18 @@ guest that stopped answering is told from a busy one."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
+
+import pytest
 
 from chaos import catalogue
 from chaos.agent import start_heartbeat
 from chaos.scenario import KillerSpec
 from chaos.testbeds import unfinished
-from chaos.testbeds.vm import _silent_for
+from chaos.testbeds.vm import _log_slot_use, _silent_for
 from chaos.testbeds.vm_runner import guest_fault
 
 INT3 = "[   23.726550] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\nKernel panic - not syncing"
@@ -62,3 +65,18 @@ def test_silence_is_counted_from_the_last_beat_and_only_after_the_first(tmp_path
     old = time.time() - 30
     os.utime(beat, (old, old))
     assert 29 < _silent_for(beat) < 40
+
+
+def test_the_slot_log_says_who_held_a_guest_and_a_bad_path_costs_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "slots.jsonl"
+    monkeypatch.setenv("CHAOS_VM_SLOT_LOG", str(log))
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "tests/x.py::test_y (call)")
+    _log_slot_use(0, 1.234, 20.5)
+    line = json.loads(log.read_text())
+    assert (line["who"], line["wait_s"], line["held_s"]) == (
+        "tests/x.py::test_y (call)", 1.23, 20.5)
+    monkeypatch.setenv("CHAOS_VM_SLOT_LOG", str(tmp_path / "no" / "such" / "dir"))
+    _log_slot_use(0, 0.0, 1.0)  # must not raise: the guest's result matters more
+    assert "CHAOS_VM_SLOT_LOG" in capsys.readouterr().err
