@@ -96,7 +96,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cli = {"killer": args.killer, "kernel": args.kernel, "testbed": args.testbed,
            "runtime": args.runtime, "results_dir": args.results_dir, "repeat": args.repeat,
-           "slo": args.slo, "vm_memory": args.vm_memory, "swap": args.swap}
+           "slo": args.slo, "vm_memory": args.vm_memory, "swap": args.swap,
+           "vm_silence": args.vm_silence}
     try:
         settings = resolve(cli, Path.cwd())
     except SettingsError as exc:
@@ -128,6 +129,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         argv += ["--vm-memory", str(args.vm_memory)]
     if args.swap is not None:
         argv += ["--swap", str(args.swap)]
+    if args.vm_silence is not None:
+        argv += ["--vm-silence", str(args.vm_silence)]
     if args.quick:
         argv += ["-m", "smoke"]
     if args.select:
@@ -163,6 +166,8 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--repeat", type=int)
     p.add_argument("--vm-memory", type=int)
     p.add_argument("--swap", type=int)
+    p.add_argument("--vm-silence", type=int, metavar="S",
+                   help="a guest whose agent is silent S seconds is TESTBED_HUNG at once")
     p.add_argument("--results-dir", default=None)
     p.add_argument("--quick", action="store_true", help="only the smoke selection")
     p.add_argument("-k", dest="select", help="pytest -k expression, e.g. throttle")

@@ -78,6 +78,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--runtime", action="append", default=[], help="cgroup or docker (repeatable)")
     g.addoption("--vm-memory", type=int, default=None, help="guest memory, MiB (default 1024)")
     g.addoption("--swap", type=int, default=None, help="zram swap in the guest, MiB (default 0)")
+    g.addoption("--vm-silence", type=int, default=None,
+                help="a guest whose agent is silent this many seconds is TESTBED_HUNG at once "
+                     "(default 0: only at the scenario's deadline)")
     g.addoption("--slo", action="append", default=[], help="override an SLO: NAME=VALUE")
     g.addoption("--results-dir", default=None, help="where result files go (default results/)")
     g.addoption("--repeat", type=int, default=None, help="run each scenario N times")
@@ -106,6 +109,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "killer": config.getoption("--killer"), "kernel": config.getoption("--kernel"),
         "testbed": config.getoption("--testbed"), "runtime": config.getoption("--runtime"),
         "vm_memory": config.getoption("--vm-memory"), "swap": config.getoption("--swap"),
+        "vm_silence": config.getoption("--vm-silence"),
         "slo": config.getoption("--slo"), "results_dir": config.getoption("--results-dir"),
         "repeat": config.getoption("--repeat"),
         "allow_host_pressure": config.getoption("--allow-host-pressure"),
@@ -233,7 +237,8 @@ class CaseRunner:
         s = self.settings
         return TestbedChoice(kind=s.testbed, kernel=self.case.kernel, memory_mib=s.vm_memory,
                              cpus=s.vm_cpus, swap_mib=s.swap, arena_mib=s.arena,
-                             allow_host_pressure=s.allow_host_pressure)
+                             allow_host_pressure=s.allow_host_pressure,
+                             silence_s=float(s.vm_silence))
 
     def build(self, name: str) -> Scenario:
         return catalogue.get(name).build(self.killer, self.case.runtime)

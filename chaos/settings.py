@@ -34,6 +34,9 @@ class Settings:
     vm_memory: int = 1024  # MiB
     vm_cpus: int = 2
     swap: int = 0  # MiB of zram swap in the VM
+    # s; a guest whose agent's heartbeat is silent this long is TESTBED_HUNG at once
+    # (0: only at the scenario's deadline plus margin, so a guest that comes back keeps its run)
+    vm_silence: int = 0
     arena: int = 0  # MiB, local testbed; 0 = default arena
     slo: tuple[tuple[str, float], ...] = ()
     results_dir: str = "results"
@@ -146,6 +149,9 @@ def validate(s: Settings) -> None:
         raise SettingsError(f"--vm-memory {s.vm_memory}: expected 256..65536 MiB")
     if not 1 <= s.vm_cpus <= 64:
         raise SettingsError(f"--vm-cpus {s.vm_cpus}: expected 1..64")
+    if s.vm_silence != 0 and not 5 <= s.vm_silence <= 3600:
+        # the heartbeat is once a second; a loaded emulated guest can miss a few
+        raise SettingsError(f"--vm-silence {s.vm_silence}: expected 0 (off) or 5..3600 s")
     if s.swap < 0 or s.arena < 0:
         raise SettingsError("--swap and --arena must be >= 0")
     if not 1 <= s.repeat <= 1000:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -200,15 +201,20 @@ def test_killer_that_panics_the_testbed(default_kernel: Kernel, session: Session
     assert "testbed_retried" not in r.system  # a sysrq crash is not the emulator's fault
 
 
-def test_killer_that_freezes_the_testbed(default_kernel: Kernel, session: Session) -> None:
-    """Real-time spinners on every CPU with RT throttling off: the guest stops answering."""
-    freeze = KillerSpec(
-        name="exec:freeze=chrt -f 99 sh -c 'echo -1 > /proc/sys/kernel/sched_rt_runtime_us; "
-             "echo ready; (while :; do :; done) & (while :; do :; done) & wait'",
-        options={"ready_pattern": "ready"})
-    scenario = dataclasses.replace(spike(freeze), deadline_s=5.0, settle_s=0.0)
-    r = session.run(scenario, TestbedChoice(kind="vm", kernel=default_kernel.package,
-                                            silence_s=15.0))
+def test_killer_that_freezes_the_testbed(default_kernel: Kernel, tmp_path: Path) -> None:
+    """Real-time spinners on every CPU with RT throttling off: the guest stops answering.
+    Run as a user would, `chaos run --vm-silence 15`, so the option is tried end to end."""
+    freeze = ("exec:freeze=chrt -f 99 sh -c 'echo -1 > /proc/sys/kernel/sched_rt_runtime_us; "
+              "(while :; do :; done) & (while :; do :; done) & wait'")
+    results = tmp_path / "results"
+    out = subprocess.run(
+        [sys.executable, "-m", "chaos.cli", "run", "-k", "spike", "--killer", freeze,
+         "--testbed", "vm", "--kernel", default_kernel.package, "--vm-silence", "15",
+         "--results-dir", str(results), "-o", str(tmp_path / "reports")],
+        capture_output=True, text=True, timeout=600)
+    files = list(results.glob("*/*--spike.json"))
+    assert len(files) == 1, out.stdout[-2000:] + out.stderr[-2000:]
+    r = Result.read(files[0])
     assert r.verdict.reasons == ["TESTBED_HUNG"]
-    assert "no heartbeat for 15 s" in r.error, r.error  # not the deadline's 95 s
+    assert "no heartbeat for 15 s" in r.error, r.error  # not the deadline's 90 + 90 s
     assert r.logs["console"]

@@ -80,6 +80,8 @@ BAD_VALUES = {
         and not s.startswith("-")),
     "--vm-memory": st.one_of(st.integers(-10**6, 255).map(str), st.just("lots")),
     "--repeat": st.one_of(st.integers(-5, 0).map(str), st.just("x")),
+    "--vm-silence": st.one_of(st.integers(1, 4).map(str), st.integers(3601, 10**6).map(str),
+                              st.just("soon")),
     "--testbed": st.text(min_size=1, max_size=8).filter(
         lambda s: s not in ("vm", "local") and not s.startswith("-")),
     "--slo": st.text(max_size=20).filter(lambda s: not s.startswith("-")),

@@ -20,6 +20,13 @@ def test_precedence(tmp_path: Path) -> None:
     assert s.vm_memory == 768 and s.kernel == ("6.1",)
 
 
+def test_vm_silence_is_off_unless_asked(tmp_path: Path) -> None:
+    assert resolve({}, tmp_path, environ={}).vm_silence == 0
+    assert resolve({}, tmp_path, environ={"CHAOS_VM_SILENCE": "30"}).vm_silence == 30
+    cli_wins = resolve({"vm_silence": 15}, tmp_path, environ={"CHAOS_VM_SILENCE": "30"})
+    assert cli_wins.vm_silence == 15
+
+
 def test_ini_file(tmp_path: Path) -> None:
     (tmp_path / "chaos.ini").write_text("[chaos]\ntestbed = local\nslo = time_to_kill_ms=500\n")
     s = resolve({}, tmp_path, environ={})
@@ -35,6 +42,8 @@ def test_ini_file(tmp_path: Path) -> None:
     ({"slo": ["time_to_kill_ms=-1"]}, "must be > 0"),
     ({"kernel": ["5.10"]}, "unknown kernel '5.10'"),
     ({"repeat": 0}, "expected 1..1000"),
+    ({"vm_silence": 2}, "expected 0 (off) or 5..3600 s"),
+    ({"vm_silence": -1}, "expected 0 (off) or 5..3600 s"),
     ({"bogus": 1}, "unknown setting"),
 ])
 def test_bad_settings(cli: dict[str, object], message: str, tmp_path: Path) -> None:
