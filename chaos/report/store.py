@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,11 @@ def _candidates(inputs: Iterable[Path]) -> Iterable[tuple[Path, bool]]:
             yield path, True
 
 
+# What a file cut inside its last value leaves after the parser's error: "0." of "0.5",
+# "tr" of "true"
+_PARTIAL_TOKEN = re.compile(r"[-+.eE\d]*|t(r(ue?)?)?|f(a(l(se?)?)?)?|n(u(ll?)?)?")
+
+
 def _read(path: Path, explicit: bool) -> Loaded | Unreadable | None:
     """A result, a reason it is unreadable, or None for a JSON file that is not a result."""
     try:
@@ -113,7 +119,8 @@ def _read(path: Path, explicit: bool) -> Loaded | Unreadable | None:
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
+        cut = (exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
+               or _PARTIAL_TOKEN.fullmatch(text[exc.pos:].rstrip()) is not None)
         problem = "truncated JSON" if cut else "not valid JSON"
         return Unreadable(str(path), f"{problem}: {_one_line(exc)}")
     except RecursionError:

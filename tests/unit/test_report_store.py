@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from chaos.report.samples import sample_result
 from chaos.report.store import identity, load, verdict_of
 from chaos.result import Result
@@ -117,3 +119,16 @@ def test_a_result_that_cannot_be_judged_is_named(tmp_path: Path) -> None:
     store = load([tmp_path])
     assert not store.results
     assert [Path(u.path).name for u in store.unreadable] == ["odd.json"]
+
+
+@pytest.mark.parametrize("tail", ['0.', '-', '1e', 'tr', 'fals', 'n'])
+def test_a_file_cut_inside_its_last_value_is_truncated(tail: str, tmp_path: Path) -> None:
+    (tmp_path / "cut.json").write_text('{"schema": 1, "a": [1.5, ' + tail)
+    store = load([tmp_path / "cut.json"])
+    assert store.unreadable[0].problem.startswith("truncated JSON"), store.unreadable
+
+
+def test_a_whole_but_broken_file_is_not_called_truncated(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text('{"schema": 1, "a": [1.5, x]}\n')
+    store = load([tmp_path / "bad.json"])
+    assert store.unreadable[0].problem.startswith("not valid JSON"), store.unreadable
