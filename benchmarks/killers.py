@@ -12,6 +12,9 @@ from the most common one (10 repeats of a healthy scenario: the stability check)
 ttk = time-to-kill p50 (p95) in ms over the runs where the victim died (danger to
 victim gone); detect = its first part, danger to the fatal signal (the killer's own
 share; the rest is the victim's exit, the kernel's work);
+teardown cpu / wait / reclaim = that exit's p50s from the victim's context switches: on a
+CPU (the kernel freeing its pages), runnable but waiting for a CPU, and the rest of a reclaim
+pass under way at the signal (the kernel acts on the signal after it);
 who = who killed the victim (killer/kernel/-);
 reclaim = the killer's direct-reclaim episodes summed over runs (tracepoints)
 and their total ms; majflt = the killer's major page faults after ready, summed over
@@ -35,6 +38,11 @@ from chaos.session import Session, TestbedChoice
 from chaos.targets.oomguard import GUARDS
 
 
+def p50(values: list[float | None]) -> str:
+    s = Spread.of(values)
+    return "-" if s.p50 is None else f"{s.p50:.0f}"
+
+
 def p50_p95(values: list[float | None]) -> str:
     s = Spread.of(values)
     return "-" if s.p50 is None or s.p95 is None else f"{s.p50:.0f} ({s.p95:.0f})"
@@ -51,6 +59,8 @@ class Row:
         passed = sum(r.verdict.passed for r in rs)
         ttk_s = p50_p95([r.metrics.time_to_kill_ms for r in rs])
         detect_s = p50_p95([r.metrics.detect_ms for r in rs])
+        teardown_s = " / ".join(p50([getattr(r.metrics, f"victim_{k}") for r in rs]) for k in (
+            "teardown_on_cpu_ms", "teardown_runnable_ms", "reclaim_after_signal_ms"))
         who = Counter(v.killed_by or "-" for r in rs for v in r.victims if v.expected)
         episodes = sum(r.metrics.killer_reclaim_episodes for r in rs)
         reclaim_ms = sum(r.metrics.killer_reclaim_total_ms for r in rs)
@@ -60,6 +70,7 @@ class Row:
         verdicts = Counter(",".join(r.verdict.reasons) or "PASS" for r in rs)
         flake = 1 - verdicts.most_common(1)[0][1] / len(rs) if rs else 0.0
         return (self.scenario, self.killer, f"{passed}/{len(rs)}", f"{flake:.0%}", ttk_s, detect_s,
+                teardown_s,
                 ",".join(f"{k}:{n}" for k, n in sorted(who.items())),
                 f"{episodes} / {reclaim_ms:.0f} ms", f"{majflt} / {majflt_window}",
                 ",".join(f"{k}:{n}" for k, n in sorted(reasons.items())) or "-")
@@ -67,7 +78,7 @@ class Row:
 
 def table(rows: list[Row]) -> str:
     header = ("scenario", "killer", "pass", "flake", "ttk p50 (p95) ms",
-              "detect p50 (p95) ms", "who killed",
+              "detect p50 (p95) ms", "teardown cpu / wait / reclaim", "who killed",
               "killer reclaim", "majflt / near danger",
               "reasons")
     lines = [header] + [r.cells() for r in rows]

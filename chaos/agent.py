@@ -28,7 +28,14 @@ from chaos import targets
 from chaos.cgroupfs import CgroupTree
 from chaos.probes.attribution import attribute, exit_times
 from chaos.probes.killer import KillerProbe
-from chaos.probes.phases import Episode, fill_phases, fill_reclaim, reclaim_episodes
+from chaos.probes.phases import (
+    Episode,
+    cpu_split,
+    fill_phases,
+    fill_reclaim,
+    reclaim_after_signal_ms,
+    reclaim_episodes,
+)
 from chaos.probes.sampler import ArenaSource, Sampler
 from chaos.probes.tracing import TraceRecord, TraceSession, TracingError, clock_skew_ns
 from chaos.procname import set_process_name
@@ -49,6 +56,10 @@ from chaos.targets.logtail import LogTail
 
 HARNESS_MEMORY_MIN = 96 << 20
 SCENARIO_EVENTS = ("signal/signal_generate", "oom/mark_victim", "sched/sched_process_exit")
+# the victims' reclaim passes: is a slow teardown the victim finishing one (see phases.py)
+VICTIM_EVENTS = ("vmscan/mm_vmscan_direct_reclaim_begin", "vmscan/mm_vmscan_direct_reclaim_end",
+                 "vmscan/mm_vmscan_memcg_reclaim_begin", "vmscan/mm_vmscan_memcg_reclaim_end",
+                 "sched/sched_switch")
 KILLER_EVENTS = ("vmscan/mm_vmscan_direct_reclaim_begin", "vmscan/mm_vmscan_direct_reclaim_end",
                  "vmscan/mm_vmscan_memcg_reclaim_begin", "vmscan/mm_vmscan_memcg_reclaim_end",
                  "vmscan/mm_vmscan_throttled")
@@ -79,6 +90,8 @@ class Run:
         self.sampler: Sampler | None = None
         self.trace: TraceSession | None = None
         self.killer_trace: TraceSession | None = None
+        self.victim_trace: TraceSession | None = None
+        self.victim_traced: set[int] = set()
         self.target: Target = targets.load(scenario.killer)
         self.killer: Child | None = None
         self.victims: list[tuple[Child, str, str]] = []  # child, instance, stressor name
@@ -256,6 +269,15 @@ class Run:
             self._event(time.monotonic_ns(), "stressor_start", pid=handle.pid, comm=st.instance,
                         detail=f"{st.name} ({st.runtime}, "
                                f"{launch.start_ms[st.instance]:.0f} ms to start)")
+        self.victim_traced = {c.pid for c, _, _ in self.victims}
+        if self.victim_traced:  # never without pids: an empty filter traces every task
+            try:
+                self.victim_trace = TraceSession(
+                    f"chaos-{self.s.run_id}-victims", VICTIM_EVENTS,
+                    pids=tuple(sorted(self.victim_traced)), buffer_kb=2048).start()
+                stack.callback(self.victim_trace.remove)
+            except (TracingError, OSError):
+                self.victim_trace = None
 
     # -- waiting ------------------------------------------------------------------------------
     def wait(self) -> None:
@@ -335,6 +357,11 @@ class Run:
             group = self.group_pids.setdefault(instance, {child.pid})
             if child.alive():
                 group.update(self.tree.pids(scope(instance)))
+        if self.victim_trace is not None:  # members forked before the filter was written
+            new = set().union(*self.group_pids.values()) - self.victim_traced
+            if new:
+                self.victim_trace.add_pids(sorted(new))
+                self.victim_traced |= new
 
     def start_killer_probe(self, stack: ExitStack) -> None:
         """Watch the killer's threads: stacks, delay accounting, run delay, throttling."""
@@ -427,6 +454,7 @@ class Run:
             self.killer_trace.stop()
             killer_records = self.killer_trace.records()
         self._killer_evidence(killer_records)
+        self._victim_teardown()
         self._metrics()
         for line in self.kmsg.read():
             r.logs.setdefault("kmsg", "")
@@ -459,6 +487,37 @@ class Run:
             if rec.event == "mm_vmscan_throttled":
                 self._event(rec.t_ns, "throttled", pid=rec.pid, comm=rec.comm, source="tracefs",
                             detail=rec.fields.get("reason", ""))
+
+    def _victim_teardown(self) -> None:
+        """Where the killed victims' teardown went: the rest of a reclaim pass under way at
+        the signal, and, for the victim gone last, running vs waiting for a CPU vs asleep."""
+        if self.victim_trace is None:
+            return
+        self.victim_trace.stop()
+        records = self.victim_trace.records()
+        episodes = reclaim_episodes(records, None, end_of_trace_ns=time.monotonic_ns())
+        m = self.result.metrics
+        last_gone = 0
+        for v in self.result.victims:
+            gone = v.kernel_exit_t_ns or v.exit_t_ns
+            if not (v.expected and v.died and v.signal_t_ns is not None and gone):
+                continue
+            tids = self.group_pids.get(v.instance, set()) | {v.pid}
+            mine = [e for e in episodes if e.tid in tids]
+            after = reclaim_after_signal_ms(mine, v.signal_t_ns)
+            m.victim_reclaim_after_signal_ms = max(m.victim_reclaim_after_signal_ms or 0.0,
+                                                   after)
+            for e in mine:
+                if e.begin_ns <= v.signal_t_ns < e.end_ns:
+                    self._event(e.begin_ns, "victim_reclaim", pid=e.tid, comm=e.comm,
+                                source="tracefs",
+                                detail=f"{e.ms} ms, {after} ms of it after the signal")
+            if gone > last_gone:
+                last_gone = gone
+                split = cpu_split(records, v.pid, v.signal_t_ns, gone)
+                m.victim_teardown_on_cpu_ms = split.on_cpu_ms
+                m.victim_teardown_runnable_ms = split.runnable_ms
+                m.victim_teardown_blocked_ms = split.blocked_ms
 
     def _metrics(self) -> None:
         r = self.result

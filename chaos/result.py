@@ -127,6 +127,14 @@ class Metrics:
     killer_major_faults: int = 0  # after ready: its own pages evicted and read back
     killer_major_faults_in_window: int = 0  # bracketing danger -> kill (100 ms samples)
     exit_lag_ms: float | None = None  # pidfd wake-up minus sched_process_exit, for the victim
+    # part of teardown: a victim's reclaim pass already under way when its fatal signal came
+    # ran on this long (the kernel acts on the signal when the pass returns); None: not traced
+    victim_reclaim_after_signal_ms: float | None = None
+    # teardown of the victim gone last, from its context switches: running (the kernel
+    # freeing its memory), runnable but waiting for a CPU, asleep; None: not traced
+    victim_teardown_on_cpu_ms: float | None = None
+    victim_teardown_runnable_ms: float | None = None
+    victim_teardown_blocked_ms: float | None = None
     clock_skew_ms: float | None = None  # harness clock minus tracefs clock (trace_marker)
 
 

@@ -95,6 +95,47 @@ def fill_phases(m: Metrics, t0_ns: int | None, victims: list[VictimOutcome],
     return t0
 
 
+def reclaim_after_signal_ms(episodes: list[Episode], signal_ns: int) -> float:
+    """How long a reclaim pass of the victim that was under way when its fatal signal was
+    sent still ran after it: a task in direct reclaim dies only when the pass returns, so a
+    slow teardown with this near its length is the victim's reclaim, not the killer."""
+    return max((ns_to_ms(e.end_ns - signal_ns) for e in episodes
+                if e.begin_ns <= signal_ns < e.end_ns), default=0.0)
+
+
+@dataclass(frozen=True)
+class CpuSplit:
+    """Where one task's time between two instants went (sched_switch records)."""
+
+    on_cpu_ms: float
+    runnable_ms: float  # switched out still runnable (preempted): waiting for a CPU
+    blocked_ms: float  # switched out asleep (D, S, ...)
+
+
+def cpu_split(records: list[TraceRecord], pid: int, start_ns: int, end_ns: int) -> CpuSplit:
+    """On a CPU, waiting for one, or asleep: what a victim did between signal and exit.
+    Until its first switch in the records a task counts as on CPU."""
+    acc = {"on": 0, "runnable": 0, "blocked": 0}
+    state, since = "on", start_ns
+    for rec in records:
+        if rec.event != "sched_switch":
+            continue
+        if rec.t_ns > end_ns:
+            break
+        prev, nxt = rec.int_field("prev_pid", -1), rec.int_field("next_pid", -1)
+        if pid not in (prev, nxt):
+            continue
+        t = max(rec.t_ns, start_ns)  # switches before the window only set the state
+        acc[state] += t - since
+        if nxt == pid:
+            state = "on"
+        else:  # "R" or "R+": preempted, still runnable
+            state = "runnable" if rec.fields.get("prev_state", "").startswith("R") else "blocked"
+        since = t
+    acc[state] += max(0, end_ns - since)
+    return CpuSplit(ns_to_ms(acc["on"]), ns_to_ms(acc["runnable"]), ns_to_ms(acc["blocked"]))
+
+
 def fill_reclaim(m: Metrics, episodes: list[Episode], window: tuple[int, int] | None) -> None:
     """Count, total, longest, and the part inside the window the killer should act in."""
     m.killer_reclaim_episodes = len(episodes)

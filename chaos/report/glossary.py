@@ -36,7 +36,11 @@ TERMS: tuple[Term, ...] = (
          "From danger to the moment the fatal signal was sent (metrics.detect_ms)."),
     Term("teardown", "teardown",
          "From the fatal signal to the moment the victim was gone (metrics.teardown_ms): "
-         "how long the kernel took to tear the process down and free its memory."),
+         "how long the kernel took to tear the process down and free its memory. Where "
+         "traced, it is split by the victim's context switches into on CPU (mostly the "
+         "kernel freeing its pages), waiting for a CPU, and asleep; 'in reclaim' is the "
+         "part it spent finishing a reclaim pass that was under way when the signal came "
+         "(the kernel acts on the signal only when the pass returns)."),
     Term("recover", "recover",
          "From the victim gone to memory and pressure back to normal (metrics.recover_ms)."),
     Term("time-to-kill", "time-to-kill",

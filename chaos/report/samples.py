@@ -92,7 +92,11 @@ def sample_result(*, scenario: str = "anon_hog", run_id: str = "nightly-001",
         samples=n - 1, samples_missed=1, sample_hz_achieved=hz * (n - 1) / n,
         bystander_worst_stall_ms=85.0, killer_reclaim_episodes=len(reclaim_ms),
         killer_reclaim_total_ms=float(sum(reclaim_ms)),
-        killer_reclaim_longest_ms=float(max(reclaim_ms, default=0.0)))
+        killer_reclaim_longest_ms=float(max(reclaim_ms, default=0.0)),
+        victim_teardown_on_cpu_ms=teardown_ms - 20.0 if killed else None,
+        victim_teardown_runnable_ms=15.0 if killed else None,
+        victim_teardown_blocked_ms=5.0 if killed else None,
+        victim_reclaim_after_signal_ms=0.0 if killed else None)
     result = Result(
         scenario=scenario, run_id=run_id,
         spec={"id": scenario, "run_id": run_id, "slo": {"time_to_kill_ms": 10000.0}},

@@ -274,7 +274,12 @@ DETAIL = """{% extends "base" %}{% import "macros" as m %}
 <th class="num">samples</th></tr></thead>
 <tbody><tr>
 <td class="num">{{ r.metrics.time_to_kill_ms | ms }}</td><td class="num">\
-{{ r.metrics.detect_ms | ms }}</td><td class="num">{{ r.metrics.teardown_ms | ms }}</td>
+{{ r.metrics.detect_ms | ms }}</td><td class="num">{{ r.metrics.teardown_ms | ms }}\
+{% if r.metrics.victim_teardown_on_cpu_ms is not none %}<br>victim on CPU \
+{{ r.metrics.victim_teardown_on_cpu_ms | ms }}, waiting for a CPU \
+{{ r.metrics.victim_teardown_runnable_ms | ms }}, asleep \
+{{ r.metrics.victim_teardown_blocked_ms | ms }}{% if r.metrics.victim_reclaim_after_signal_ms %}, \
+in reclaim {{ r.metrics.victim_reclaim_after_signal_ms | ms }}{% endif %}{% endif %}</td>
 <td class="num">{{ r.metrics.recover_ms | ms }}</td>
 <td class="num">{{ r.metrics.killer_reclaim_total_ms | ms }} \
 ({{ r.metrics.killer_reclaim_episodes }}×, longest {{ r.metrics.killer_reclaim_longest_ms | ms }})\

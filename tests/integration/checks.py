@@ -34,6 +34,15 @@ def check_killer_killed(result: Result, name: str, record: Record,
     assert result.metrics.oom_kill_delta == 0, "the kernel OOM killer fired as well"
     ttk = result.metrics.time_to_kill_ms
     assert ttk is not None and math.isfinite(ttk) and ttk >= 0
+    # the victim's teardown was traced: its context switches account for all of it, and
+    # what it had left of a reclaim pass at the signal is a part of it
+    m = result.metrics
+    split = (m.victim_teardown_on_cpu_ms, m.victim_teardown_runnable_ms,
+             m.victim_teardown_blocked_ms)
+    assert m.teardown_ms is not None and None not in split, explain(result)
+    assert abs(sum(s or 0.0 for s in split) - m.teardown_ms) < 1.0, (split, m.teardown_ms)
+    assert m.victim_reclaim_after_signal_ms is not None
+    assert 0 <= m.victim_reclaim_after_signal_ms <= m.teardown_ms
     claims = [e for e in result.events if e.kind == "killer_log"]
     assert claims, "the killer's log says nothing about the kill"
     assert all(e.t_ns > 0 for e in claims)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from chaos.probes.phases import fill_phases, fill_reclaim, reclaim_episodes
+from chaos.probes.phases import (
+    cpu_split,
+    fill_phases,
+    fill_reclaim,
+    reclaim_after_signal_ms,
+    reclaim_episodes,
+)
 from chaos.probes.tracing import TraceRecord
 from chaos.result import Metrics, VictimOutcome
 
@@ -57,3 +63,34 @@ def test_reclaim_episodes_pair_per_thread_and_count_the_window() -> None:
     assert m.killer_reclaim_episodes == 3 and m.killer_reclaim_total_ms == 23.0
     assert m.killer_reclaim_longest_ms == 10.0
     assert m.killer_reclaim_in_window_ms == 1.0 + 6.0 + 5.0
+
+
+def test_reclaim_after_signal_is_the_rest_of_the_pass_under_way_at_the_signal() -> None:
+    records = [rec(10, 5, "mm_vmscan_direct_reclaim_begin"),
+               rec(11, 5, "mm_vmscan_direct_reclaim_end"),  # before the signal
+               rec(12, 5, "mm_vmscan_memcg_reclaim_begin"),
+               rec(150, 5, "mm_vmscan_memcg_reclaim_end"),  # the signal came at 20
+               rec(160, 5, "mm_vmscan_direct_reclaim_begin"),
+               rec(170, 5, "mm_vmscan_direct_reclaim_end")]  # after it: not this pass
+    eps = reclaim_episodes(records)
+    assert reclaim_after_signal_ms(eps, 20 * MS) == 130.0
+    assert reclaim_after_signal_ms(eps, 11 * MS) == 0.0  # between passes
+    assert reclaim_after_signal_ms([], 20 * MS) == 0.0
+
+
+def switch(t_ms: float, prev: int, state: str, nxt: int) -> TraceRecord:
+    return TraceRecord(t_ns=int(t_ms * MS), comm="x", pid=prev, event="sched_switch",
+                       fields={"prev_pid": str(prev), "prev_state": state,
+                               "next_pid": str(nxt)})
+
+
+def test_cpu_split_tells_running_from_waiting_for_a_cpu_from_asleep() -> None:
+    records = [switch(5, 9, "S", 7),  # before the window: 7 goes on CPU
+               switch(20, 7, "R+", 9),  # preempted: runnable
+               switch(50, 9, "S", 7),
+               switch(60, 7, "D", 0),  # asleep
+               switch(90, 0, "R", 7),
+               switch(200, 7, "X", 0)]  # after the window
+    split = cpu_split(records, 7, 10 * MS, 100 * MS)
+    assert (split.on_cpu_ms, split.runnable_ms, split.blocked_ms) == (30.0, 30.0, 30.0)
+    assert cpu_split([], 7, 10 * MS, 100 * MS).on_cpu_ms == 90.0  # never switched: running
