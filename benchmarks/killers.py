@@ -100,15 +100,24 @@ def main() -> int:
                     help="with --ablation: only these guards are turned off in turn")
     ap.add_argument("--swap", type=int, default=0, metavar="MIB",
                     help="zram swap in the guest (anonymous pages can then be evicted too)")
+    ap.add_argument("--oomguard-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an OomguardOptions field for every oomguard run, e.g. reap_after_ms=500")
     ap.add_argument("--results-dir", type=Path, default=Path("results/benchmarks"))
     a = ap.parse_args()
+    extra: Params = {}
+    for item in a.oomguard_option:
+        key, _, value = item.partition("=")
+        extra[key] = int(value) if value.isdigit() else value
+    suffix = "".join(f" {o}" for o in a.oomguard_option)
     kernel = kernels.get(a.kernel)
     if a.ablation:
-        configs: list[tuple[str, str, Params]] = [("oomguard", "oomguard (all guards)", {})]
-        configs += [("oomguard", f"oomguard -{g}", {f"guard_{g}": False})
+        configs: list[tuple[str, str, Params]] = [
+            ("oomguard", f"oomguard (all guards){suffix}", extra)]
+        configs += [("oomguard", f"oomguard -{g}{suffix}", {**extra, f"guard_{g}": False})
                     for g in (a.guard or GUARDS)]
     else:
-        configs = [(k, k, {}) for k in (a.killer or ["oomguard", "earlyoom", "oomd"])]
+        configs = [(k, k + suffix, extra) if k == "oomguard" else (k, k, {})
+                   for k in (a.killer or ["oomguard", "earlyoom", "oomd"])]
     rows: list[Row] = []
     with Session(results_dir=a.results_dir) as session:
         for name in a.scenario or ["spike"]:
