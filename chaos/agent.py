@@ -359,9 +359,12 @@ class Run:
                 group.update(self.tree.pids(scope(instance)))
         if self.victim_trace is not None:  # members forked before the filter was written
             new = set().union(*self.group_pids.values()) - self.victim_traced
-            if new:
+            self.victim_traced |= new
+            try:
                 self.victim_trace.add_pids(sorted(new))
-                self.victim_traced |= new
+            except OSError as exc:  # one died meanwhile, say: a diagnostic costs no run
+                self._event(time.monotonic_ns(), "warning",
+                            detail=f"victim trace: pids {sorted(new)}: {exc.strerror or exc}")
 
     def start_killer_probe(self, stack: ExitStack) -> None:
         """Watch the killer's threads: stacks, delay accounting, run delay, throttling."""

@@ -112,9 +112,15 @@ class TraceSession:
         (self.path / rel).write_text(value)
 
     def add_pids(self, pids: list[int]) -> None:
-        if pids:
-            with open(self.path / "set_event_pid", "a") as f:
-                f.write(" ".join(str(p) for p in pids))
+        """Trace these tasks too. A plain O_APPEND write: Python's open(..., "a") seeks to
+        the end first, and tracefs then refuses the write with EINVAL."""
+        if not pids:
+            return
+        fd = os.open(self.path / "set_event_pid", os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, (" ".join(str(p) for p in pids) + "\n").encode())
+        finally:
+            os.close(fd)
 
     def mark(self, text: str) -> tuple[int, int]:
         """Write ``text`` into the trace; returns the harness clock just before and after."""

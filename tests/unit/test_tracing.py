@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from chaos.probes.attribution import attribute, exit_times
-from chaos.probes.tracing import clock_skew_ns, parse
+from chaos.probes.tracing import TraceSession, clock_skew_ns, parse
+from chaos.skips import skip_unless_root
 
 # ruff: noqa: E501  (real tracefs lines are long)
 
@@ -76,3 +82,24 @@ def test_clock_skew_is_only_what_lies_outside_the_marker_bracket() -> None:
     assert clock_skew_ns(mark, "chaos-clock r1", ns + 2_000_000, ns + 3_000_000) == 2_000_000
     assert clock_skew_ns(mark, "chaos-clock r1", ns - 3_000_000, ns - 2_000_000) == -2_000_000
     assert clock_skew_ns(mark, "chaos-clock other", ns, ns) is None
+
+
+def test_a_task_added_later_is_traced(tmp_path: Path) -> None:
+    """add_pids on a real tracefs instance: a task that was not a child of a listed one."""
+    skip_unless_root()
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    session = TraceSession(f"chaos-unit-{os.getpid()}", ("sched/sched_process_exit",),
+                           pids=(os.getpid(),))
+    try:
+        session.start()
+        session.add_pids([child.pid])
+        assert child.stdin is not None
+        child.stdin.close()  # it exits now
+        child.wait(timeout=10)
+        session.stop()
+        assert child.pid in exit_times(session.records())
+    finally:
+        session.remove()
+        if child.poll() is None:
+            child.kill()
