@@ -198,7 +198,10 @@ def test_killer_that_panics_the_testbed(default_kernel: Kernel, session: Session
     assert r.verdict.reasons == ["TESTBED_PANIC"]
     assert "Kernel panic" in r.logs["console"]
     assert r.killer.name == panic.name  # no result from the guest: still its killer's cell
-    assert "testbed_retried" not in r.system  # a sysrq crash is not the emulator's fault
+    # A sysrq crash is not the emulator's fault and is never retried; a guest that died of
+    # the emulator's int3 fault first (once in CI, at 1.9 s of boot) is, and says so.
+    retried = r.system.get("testbed_retried")
+    assert retried is None or "Oops: int3" in retried, retried
 
 
 def test_killer_that_freezes_the_testbed(default_kernel: Kernel, tmp_path: Path) -> None:
