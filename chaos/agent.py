@@ -512,11 +512,10 @@ class Run:
             after = reclaim_after_signal_ms(mine, v.signal_t_ns)
             m.victim_reclaim_after_signal_ms = max(m.victim_reclaim_after_signal_ms or 0.0,
                                                    after)
-            for e in mine:
-                if e.begin_ns <= v.signal_t_ns < e.end_ns:
-                    self._event(e.begin_ns, "victim_reclaim", pid=e.tid, comm=e.comm,
-                                source="tracefs",
-                                detail=f"{e.ms} ms, {after} ms of it after the signal")
+            for e in (e for e in mine if e.under_way_at(v.signal_t_ns)):
+                self._event(e.begin_ns, "victim_reclaim", pid=e.tid, comm=e.comm,
+                            source="tracefs",
+                            detail=f"{e.ms} ms, {after} ms of it after the signal")
             if gone > last_gone:
                 last_gone = gone
                 split = cpu_split(records, v.pid, v.signal_t_ns, gone)

@@ -38,6 +38,9 @@ class Episode:
     def ms(self) -> float:
         return ns_to_ms(self.end_ns - self.begin_ns)
 
+    def under_way_at(self, t_ns: int) -> bool:
+        return self.begin_ns <= t_ns < self.end_ns
+
     def overlap_ms(self, start: int, end: int) -> float:
         lo, hi = max(start, self.begin_ns), min(end, self.end_ns)
         return ns_to_ms(hi - lo) if hi > lo else 0.0
@@ -99,8 +102,8 @@ def reclaim_after_signal_ms(episodes: list[Episode], signal_ns: int) -> float:
     """How long a reclaim pass of the victim that was under way when its fatal signal was
     sent still ran after it: a task in direct reclaim dies only when the pass returns, so a
     slow teardown with this near its length is the victim's reclaim, not the killer."""
-    return max((ns_to_ms(e.end_ns - signal_ns) for e in episodes
-                if e.begin_ns <= signal_ns < e.end_ns), default=0.0)
+    return max((ns_to_ms(e.end_ns - signal_ns) for e in episodes if e.under_way_at(signal_ns)),
+               default=0.0)
 
 
 @dataclass(frozen=True)
