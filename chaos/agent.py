@@ -51,7 +51,7 @@ from chaos.result import (
     VictimOutcome,
 )
 from chaos.scenario import Scenario, SpecError
-from chaos.targets.base import Launch, Layout, Target, TargetError, tail
+from chaos.targets.base import Layout, Target, TargetError, tail
 from chaos.targets.logtail import LogTail
 
 HARNESS_MEMORY_MIN = 96 << 20
@@ -198,6 +198,7 @@ class Run:
         except OSError as exc:
             raise TargetError(f"killer {self.s.killer.name}: cannot start {launch.argv[0]}: "
                               f"{exc.strerror or exc}") from None
+        self.killer_spawned = time.monotonic()
         r.killer.pids = [self.killer.pid]
         try:
             self.killer_trace = TraceSession(f"chaos-{self.s.run_id}-killer", KILLER_EVENTS,
@@ -205,13 +206,15 @@ class Run:
             stack.callback(self.killer_trace.remove)
         except (TracingError, OSError):
             self.killer_trace = None
-        self._wait_ready(launch)
 
-    def _wait_ready(self, launch: Launch) -> None:
+    def wait_killer_ready(self) -> None:
         """Ready on evidence (a line, or alive long enough); one line with its log if not."""
-        assert self.killer is not None
+        if self.killer is None:
+            return
+        launch = self.killer_launch
+        assert launch is not None
         name = self.s.killer.name
-        t_start = time.monotonic()
+        t_start = self.killer_spawned
         deadline = t_start + launch.ready_timeout_s
         while time.monotonic() < deadline:
             if self.killer.popen.poll() is not None:
@@ -231,7 +234,12 @@ class Run:
                               f"(waiting for {launch.ready_pattern!r}): "
                               f"{tail(self.killer.output())}")
         self._track_killer_tids()
-        self._event(time.monotonic_ns(), "killer_ready", pid=self.killer.pid)
+        # When it was ready, not when this noticed: the bystanders were awaited meanwhile.
+        if launch.ready_pattern:
+            ready_ns = self.killer.ready_t_ns or time.monotonic_ns()
+        else:
+            ready_ns = int((t_start + launch.ready_after_s) * 1e9)
+        self._event(ready_ns, "killer_ready", pid=self.killer.pid)
 
     def spawn_bystanders(self, stack: ExitStack) -> None:
         """Before the killer: their interpreters start while it does (~2 s a run saved
@@ -249,25 +257,41 @@ class Run:
         for child in self.bystanders:
             if not child.ready.wait(60):
                 raise TargetError(f"bystander {child.name} did not start: {child.output()}")
+
+    def open_bystander_windows(self) -> None:
         for child in self.bystanders:
             child.popen.send_signal(signal.SIGUSR1)  # their stall window opens now
 
-    def start_stressors(self, stack: ExitStack) -> None:
-        from typing import cast
-
+    def stage_stressors(self, stack: ExitStack) -> None:
+        """While the killer starts: the stressors that can wait at a gate start their
+        interpreters now (~2 s a run under emulation), after the bystanders' (started
+        together, in a guest whose files come over 9p, each start took longer). They do
+        nothing until ``start_stressors``, which is when they count as started."""
         from chaos.runtimes.base import Site
         from chaos.runtimes.launcher import Launcher
 
         assert self.tree is not None
-        launch = Launcher(Site(self.s.run_id, self.tree, self.workdir, self.s.testbed))
-        stack.callback(launch.close)  # after every handle.stop below: containers, engine, dirs
+        self.launcher = Launcher(Site(self.s.run_id, self.tree, self.workdir, self.s.testbed))
+        stack.callback(self.launcher.close)  # after every stop below: containers, engine, dirs
         for st in self.s.stressors:
+            child = self.launcher.stage(st)
+            if child is not None:
+                stack.callback(child.stop)
+
+    def start_stressors(self, stack: ExitStack) -> None:
+        from typing import cast
+
+        launch = self.launcher
+        for st in self.s.stressors:
+            staged = st.instance in launch.staged
             handle = launch.start(st)
-            stack.callback(handle.stop)
+            if not staged:
+                stack.callback(handle.stop)
             # A Child, or a Child-like container handle (chaos.runtimes.base.Handle).
             self.victims.append((cast(Child, handle), st.instance, st.name))
+            how = "staged before the killer, " if staged else ""
             self._event(time.monotonic_ns(), "stressor_start", pid=handle.pid, comm=st.instance,
-                        detail=f"{st.name} ({st.runtime}, "
+                        detail=f"{st.name} ({st.runtime}, {how}"
                                f"{launch.start_ms[st.instance]:.0f} ms to start)")
         self.victim_traced = {c.pid for c, _, _ in self.victims}
         if self.victim_traced:  # never without pids: an empty filter traces every task
@@ -428,7 +452,8 @@ class Run:
                                     killed_by=att.killed_by if died else "",
                                     killer_comm=att.sender_comm, signal_t_ns=att.signal_t_ns,
                                     expected=spec.victim, stressor=name,
-                                    activity=_activity(child))
+                                    activity=_activity(child),
+                                    work_start_t_ns=getattr(child, "ready_t_ns", None))
             if died and not att.killed_by and child.exit_signal:
                 outcome.killed_by = "other"
             r.victims.append(outcome)
@@ -595,8 +620,11 @@ def run(scenario: Scenario, out: Path, workdir: Path, heartbeat: Path | None = N
             run_.setup(stack)
             run_.spawn_bystanders(stack)
             run_.start_killer(stack)
-            run_.start_killer_probe(stack)
             run_.await_bystanders()
+            run_.stage_stressors(stack)
+            run_.wait_killer_ready()
+            run_.start_killer_probe(stack)
+            run_.open_bystander_windows()
             run_.start_stressors(stack)
             run_.wait()
             for child, _, _ in run_.victims:  # stop the workload before the bystanders

@@ -111,6 +111,7 @@ class Child(ExitInfo):
     returncode: int | None = None
     ready: threading.Event = field(default_factory=threading.Event)
     ready_pattern: str = ""
+    ready_t_ns: int | None = None  # when the ready line was read
     stopped_by_harness: bool = False  # still running at teardown: it did not die
     _reader: threading.Thread | None = None
 
@@ -130,6 +131,7 @@ class Child(ExitInfo):
                     line = raw.decode(errors="replace").rstrip("\n")
                     self.lines.append(line)
                     if not self.ready.is_set() and self.ready_pattern in line:
+                        self.ready_t_ns = time.monotonic_ns()
                         self.ready.set()
             finally:
                 if log:
@@ -192,9 +194,12 @@ class Child(ExitInfo):
 
 def spawn(name: str, argv: Sequence[str], cgroup_dir: Path | None = None, nice: int = 0,
           env: dict[str, str] | None = None, log_path: Path | None = None,
-          ready_pattern: str = "", cwd: Path | None = None) -> Child:
+          ready_pattern: str = "", cwd: Path | None = None, stdin_pipe: bool = False) -> Child:
+    """Start ``argv`` in ``cgroup_dir``; ``stdin_pipe`` keeps a pipe to its stdin
+    (``popen.stdin``) instead of /dev/null, for a child that waits for a go."""
     procs = str(cgroup_dir / "cgroup.procs") if cgroup_dir else None
-    popen = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    stdin = subprocess.PIPE if stdin_pipe else subprocess.DEVNULL
+    popen = subprocess.Popen(list(argv), stdin=stdin, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, preexec_fn=_child_setup(procs, nice),
                              env=env, cwd=cwd, close_fds=True)
     child = Child(name=name, popen=popen, pidfd=os.pidfd_open(popen.pid),

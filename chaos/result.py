@@ -79,6 +79,8 @@ class VictimOutcome:
     cgroup: str
     died: bool = False
     exit_t_ns: int | None = None  # pidfd readable (harness clock)
+    # when its first progress line ("start") was read: its work began (cgroup runtime only)
+    work_start_t_ns: int | None = None
     kernel_exit_t_ns: int | None = None  # sched_process_exit (tracefs, same clock)
     exit_signal: int | None = None  # signal that ended it, if any
     exit_code: int | None = None

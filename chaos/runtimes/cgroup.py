@@ -14,6 +14,7 @@ from pathlib import Path
 
 from chaos.procs import Child, spawn
 from chaos.runtimes.base import Plan, Site
+from chaos.stressors.common import GATE_ENV
 
 READY = '"event": "start"'  # every stressor's first progress line
 
@@ -24,9 +25,11 @@ class CgroupRuntime:
     def __init__(self, site: Site) -> None:
         self.site = site
 
-    def start(self, plan: Plan, cgroup: Path, env: dict[str, str]) -> Child:
-        return spawn(plan.spec.instance, plan.argv, cgroup, env={**os.environ, **env},
-                     ready_pattern=READY)
+    def start(self, plan: Plan, cgroup: Path, env: dict[str, str], gated: bool = False) -> Child:
+        """``gated``: the process starts and imports, then waits for ``Launcher.go``."""
+        full = {**os.environ, **env, **({GATE_ENV: "stdin"} if gated else {})}
+        return spawn(plan.spec.instance, plan.argv, cgroup, env=full, ready_pattern=READY,
+                     stdin_pipe=gated)
 
     def close(self) -> None:
         pass

@@ -2,8 +2,9 @@
 
 The agent owns one ``Launcher`` per run. ``check`` refuses, before anything
 starts, what this testbed cannot give (no Docker engine, no block-backed
-scratch space, no THP, no cpu controller, ...). ``start`` does the rest in a
-fixed order and returns a Child-like handle; ``close`` undoes it all
+scratch space, no THP, no cpu controller, ...). ``stage`` starts what can wait
+at a gate while the killer starts; ``start`` lets it go, or does the rest in a
+fixed order, and returns a Child-like handle; ``close`` undoes it all
 (containers, private engine, tmpfs mounts), and runs on every exit path.
 """
 
@@ -15,11 +16,13 @@ from pathlib import Path
 
 from chaos import stressors
 from chaos.cgroupfs import CgroupTree, v2_memory_root
+from chaos.procs import Child
 from chaos.runtimes import dirs, guest
 from chaos.runtimes.base import Handle, Plan, Site, apply_limits, make_plan
 from chaos.runtimes.cgroup import CgroupRuntime
 from chaos.runtimes.docker import DockerRuntime, engine_available
 from chaos.scenario import Scenario, SpecError, StressorSpec
+from chaos.stressors.common import GO
 from chaos.stressors.thp_compact import thp_mode
 
 TARGET_IN_CONTAINER = "/chaos-target"  # where a container sees the cgroup it acts on
@@ -69,21 +72,33 @@ class Launcher:
         self.docker: DockerRuntime | None = None
         self.undo: list[Callable[[], None]] = []
         self.start_ms: dict[str, float] = {}
+        self.staged: dict[str, Child] = {}  # instance -> process waiting for its go
+
+    def stage(self, spec: StressorSpec) -> Child | None:
+        """Start a stressor's process ahead of its time, held before any work, so that its
+        interpreter's start-up (~2 s in an emulated guest) overlaps the killer's; ``start``
+        lets it go. Only a ``cgroup``-runtime stressor that needs nothing done at go time
+        (no ``prepare`` hook, no flood NIC) is staged; None for the others."""
+        plan = make_plan(spec, self.site.testbed)
+        if (spec.runtime != "cgroup" or plan.needs.flood_nic
+                or stressors.has_prepare(spec.name)):
+            return None
+        cg, env, _ = self._scope(plan)
+        t0 = time.monotonic()
+        child = self.cgroup.start(plan, cg, env, gated=True)
+        self.start_ms[spec.instance] = round((time.monotonic() - t0) * 1000, 1)
+        self.staged[spec.instance] = child
+        return child
 
     def start(self, spec: StressorSpec) -> Handle:
+        """Let a staged stressor go, or start one from scratch."""
+        staged = self.staged.pop(spec.instance, None)
+        if staged is not None:
+            _go(staged)
+            return staged
         site = self.site
         plan = make_plan(spec, site.testbed)
-        rel = scope(spec.instance)
-        cg = site.tree.make(rel)
-        apply_limits(site.tree, rel, plan.limits)
-        env: dict[str, str] = {"CHAOS_INSTANCE": spec.instance}  # its process name (comm)
-        mounts: list[tuple[Path, str, str]] = []  # for a container: host, inside, mode
-        if plan.needs.directory:
-            path, remove = dirs.provide(plan.needs.directory, plan.needs.dir_mib, site.run_id,
-                                        spec.instance)
-            self.undo.append(remove)
-            env["CHAOS_DIR"] = str(path)
-            mounts.append((path, str(path), "rw"))
+        cg, env, mounts = self._scope(plan)
         if plan.needs.flood_nic:
             guest.flood_nic()
         env.update(stressors.prepare(spec.name, plan.params, site.tree.root))
@@ -100,11 +115,28 @@ class Launcher:
         else:
             handle = self.cgroup.start(plan, cg, env)
             self.start_ms[spec.instance] = round((time.monotonic() - t0) * 1000, 1)
-        self.undo.append(lambda: _kill_scope(site.tree, rel))
         if plan.needs.flood_nic:  # its sockets are bound once it runs: the host may flood
             guest.ask_host_flood(start=True)
             self.undo.append(lambda: guest.ask_host_flood(start=False))
         return handle
+
+    def _scope(self, plan: Plan) -> tuple[Path, dict[str, str], list[tuple[Path, str, str]]]:
+        """The stressor's cgroup with its limits, and its directory; both undone at close
+        (the cgroup killed first). Returns (the cgroup, env, mounts for a container)."""
+        site, spec = self.site, plan.spec
+        rel = scope(spec.instance)
+        cg = site.tree.make(rel)
+        apply_limits(site.tree, rel, plan.limits)
+        env: dict[str, str] = {"CHAOS_INSTANCE": spec.instance}  # its process name (comm)
+        mounts: list[tuple[Path, str, str]] = []  # for a container: host, inside, mode
+        if plan.needs.directory:
+            path, remove = dirs.provide(plan.needs.directory, plan.needs.dir_mib, site.run_id,
+                                        spec.instance)
+            self.undo.append(remove)
+            env["CHAOS_DIR"] = str(path)
+            mounts.append((path, str(path), "rw"))
+        self.undo.append(lambda: _kill_scope(site.tree, rel))
+        return cg, env, mounts
 
     def close(self) -> None:
         """Undo in reverse: scopes, directories; then containers and a private engine."""
@@ -116,6 +148,16 @@ class Launcher:
         self.undo.clear()
         if self.docker is not None:
             self.docker.close()
+
+
+def _go(child: Child) -> None:
+    """Release a staged stressor. One that already died is left to the caller's watch."""
+    assert child.popen.stdin is not None
+    try:
+        child.popen.stdin.write(GO)
+        child.popen.stdin.close()
+    except OSError:
+        pass
 
 
 def _kill_scope(tree: CgroupTree, rel: str) -> None:

@@ -65,3 +65,8 @@ def needs(name: str, params: Any) -> Needs:
 def prepare(name: str, params: Any, cgroup_root: Path) -> dict[str, str]:
     module = load(name)
     return dict(module.prepare(params, cgroup_root)) if hasattr(module, "prepare") else {}
+
+
+def has_prepare(name: str) -> bool:
+    """Whether the stressor acts on the testbed at its start (so it cannot start early)."""
+    return hasattr(load(name), "prepare")

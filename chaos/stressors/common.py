@@ -169,6 +169,18 @@ def argv_for(module: str, params: object) -> list[str]:
     return argv
 
 
+# Set by the launcher for a stressor started ahead of time (``Launcher.stage``): the
+# process imports and parses, then waits for one byte on stdin before any work.
+GATE_ENV = "CHAOS_GATE"
+GO = b"g"
+
+
+def wait_for_go() -> bool:
+    """Block until the launcher says go; False if it closed stdin instead (the run ended
+    before the stressors started), in which case the stressor does nothing."""
+    return sys.stdin.buffer.read(1) == GO
+
+
 def main_for(cls: type[P], parse: Any, run: Any, argv: list[str] | None, prog: str) -> int:
     """The ``main`` of a stressor: flags from the dataclass, the same validation, then run."""
     import argparse
@@ -191,5 +203,8 @@ def main_for(cls: type[P], parse: Any, run: Any, argv: list[str] | None, prog: s
     except SpecError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
+    if os.environ.pop(GATE_ENV, "") == "stdin" and not wait_for_go():
+        return 0  # (popped: whatever the stressor execs must not wait for a go too)
     run(params)
     return 0
+

@@ -48,9 +48,20 @@ def check_killer_killed(result: Result, name: str, record: Record,
     assert all(e.t_ns > 0 for e in claims)
     (by,) = result.bystanders
     assert by.survived
+    check_staged_hog_waited(result)
     record("time_to_kill_ms", ttk)
     record("killer_version", result.killer.version)
     record("verdict", ",".join(result.verdict.reasons) or "passed")
+
+
+def check_staged_hog_waited(result: Result) -> None:
+    """The hog was started ahead, while the killer started, and did no work until the
+    agent let it go: its own first progress line comes after its ``stressor_start``."""
+    (start,) = [e for e in result.events if e.kind == "stressor_start"]
+    assert "staged before the killer" in start.detail, start.detail
+    (hog,) = result.victims
+    assert hog.work_start_t_ns is not None, "the hog never said it started"
+    assert start.t_ns <= hog.work_start_t_ns < start.t_ns + 30_000_000_000
 
 
 def check_oomd_default_config(result: Result, record: Record) -> None:
