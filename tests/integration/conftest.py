@@ -19,10 +19,6 @@ from chaos.skips import skip_or_fail, skip_unless_qemu, skip_unless_root
 VM_KERNELS = ("6.1", "6.12")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "long: runs for many minutes; started first")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Long tests first, so with `-n 2 --dist worksteal` the other worker takes the rest.
 

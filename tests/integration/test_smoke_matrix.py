@@ -56,23 +56,47 @@ class Matrix:
         return found[0]
 
 
-def _run_matrix(root: Path) -> dict[str, Any]:
+# Each adapter test reads its killer's spike cell; run on their own (`pytest -k oomguard`),
+# they need only those cells, not the whole matrix.
+ADAPTER_TESTS = {
+    "test_kernel_kills_the_spike_hog": "kernel",
+    "test_earlyoom_kills_the_spike_hog": "earlyoom",
+    "test_nohang_kills_the_spike_hog": "nohang",
+    "test_oomguard_kills_the_spike_hog": "oomguard",
+    "test_oomd_default_config_without_swap": "oomd",
+}
+
+
+def cells_wanted(selected: list[str]) -> list[str]:
+    """The killers whose spike cells the selected tests of this module read, or [] when
+    the whole matrix is wanted (any other test of the module is selected)."""
+    if any(name not in ADAPTER_TESTS for name in selected):
+        return []
+    return sorted({ADAPTER_TESTS[name] for name in selected})
+
+
+def _run_matrix(root: Path, killers: list[str]) -> dict[str, Any]:
     env = {**os.environ, "CHAOS_RUN_ID": "smoke"}
     env.pop("PYTEST_XDIST_WORKER", None)
+    only = ["-k", "test_spike", *(f"--killer={k}" for k in killers)] if killers else []
     out = subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "chaos"), "-m", "smoke", "-p", "no:xdist",
          "-p", "no:cacheprovider", "-q", "--results-dir", str(root / "results"),
-         f"--junitxml={root / 'junit.xml'}"],
+         f"--junitxml={root / 'junit.xml'}", *only],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
     return {"returncode": out.returncode, "tail": out.stdout[-3000:] + out.stderr[-2000:]}
 
 
 @pytest.fixture(scope="module")
-def matrix(tmp_path_factory: pytest.TempPathFactory) -> Matrix:
+def matrix(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Matrix:
     skip_unless_root()
     skip_unless_qemu()
-    root = shared_dir(tmp_path_factory, "smoke-matrix")
-    ran = once(root, "matrix", lambda: _run_matrix(root))
+    killers = cells_wanted([item.originalname for item in request.session.items
+                            if isinstance(item, pytest.Function)
+                            and item.module is request.module])
+    label = "-".join(["smoke-matrix", *killers])
+    root = shared_dir(tmp_path_factory, label)
+    ran = once(root, "matrix", lambda: _run_matrix(root, killers))
     assert ran["returncode"] in (0, 1), ran["tail"]  # 1 = findings about the killers
     results = [Result.read(f) for f in sorted((root / "results" / "smoke").glob("*.json"))]
     outcomes = {case.get("name", ""): case.find("failure") is None
