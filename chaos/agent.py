@@ -471,7 +471,7 @@ class Run:
         for child, b in zip(self.bystanders, s.bystanders, strict=True):
             done = child.last_json("done")
             survived = bool(done) and child.returncode == 0
-            att = attribute(child.pid, records, self.killer_tids, harness_tids,
+            att = attribute({child.pid}, records, self.killer_tids, harness_tids,
                             before_ns=None if survived else child.exit_t_ns)
             stall = done.get("worst_stall_ms")
             r.bystanders.append(BystanderOutcome(

@@ -28,15 +28,14 @@ class Attribution:
     mark_victim_t_ns: int | None = None
 
 
-def attribute(pids: int | set[int], records: Iterable[TraceRecord], killer_tids: set[int],
+def attribute(group: set[int], records: Iterable[TraceRecord], killer_tids: set[int],
               harness_tids: set[int], before_ns: int | None = None) -> Attribution:
-    """Attribute the death of a process, or of a group of processes that dies as one (a
-    stressor's parent and its children), using events up to ``before_ns`` (its exit).
+    """Attribute the death of a group of processes that dies as one (a stressor's parent
+    and its children; often just one process), using events up to ``before_ns`` (its exit).
 
     For a group, the first fatal signal to any member counts, except one a member sent
     to another (a parent passing its child's fate on, docker-init forwarding a signal).
     """
-    group = {pids} if isinstance(pids, int) else pids
     first_signal: TraceRecord | None = None
     mark: TraceRecord | None = None
     for r in records:

@@ -23,7 +23,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from chaos.scenario import Params
@@ -113,10 +113,9 @@ class Tally:
     tasks: int = 0
     advised: int = 0  # bytes
     refused: int = 0  # bytes in mappings the kernel would not touch (locked, special)
-    errors: dict[str, int] | None = None
+    errors: dict[str, int] = field(default_factory=dict)  # errno name -> count
 
     def error(self, code: int) -> None:
-        self.errors = self.errors or {}
         name = errno.errorcode.get(code, str(code))
         self.errors[name] = self.errors.get(name, 0) + 1
 

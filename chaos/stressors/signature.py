@@ -81,6 +81,8 @@ class Case:
 WRITEBACK_EVENTS = ("writeback/balance_dirty_pages", "vmscan/mm_vmscan_throttled")
 
 
+MANY_MIB = 160  # anon_many's total: done once all of it is allocated
+
 # Early stops are set at 2-3x what tests/integration/test_stressors.py asserts: a case
 # watched past that point only costs CI time (the VM slot).
 CASES: dict[str, Case] = {
@@ -90,9 +92,9 @@ CASES: dict[str, Case] = {
                        lambda a: a.get("event") == "holding"),
     "anon_leak": Case("anon_hog", {"size_mib": 64, "rate_mib_s": 2, "chunk_mib": 1,
                                    "hold_s": 60}, 8.0),
-    "anon_many": Case("anon_hog", {"size_mib": 160, "rate_mib_s": 40, "count": 8,
+    "anon_many": Case("anon_hog", {"size_mib": MANY_MIB, "rate_mib_s": 40, "count": 8,
                                    "hold_s": 60}, 8.0,
-                      lambda a: int(a.get("allocated_mib", 0)) >= 160),
+                      lambda a: int(a.get("allocated_mib", 0)) >= MANY_MIB),
     "anon_oom": Case("anon_hog", {"size_mib": 600, "rate_mib_s": 0, "memory_max_mib": 128,
                                   "hold_s": 60}, 20.0),
     "page_cache_clean": Case("page_cache", {"mode": "clean", "size_mib": 1024,

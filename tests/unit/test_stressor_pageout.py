@@ -83,7 +83,7 @@ def test_pageout_drops_a_process_file_pages_and_it_faults_them_back(
     tally = pageout.Tally()
     pageout.page_out(pid, pageout.ADVICE["pageout"], tally)
     after_kib = _status(pid, "RssFile")
-    assert tally.tasks == 1 and tally.errors is None, tally
+    assert tally.tasks == 1 and not tally.errors, tally
     assert tally.advised >= MAPPED_MIB << 20
     assert before_kib - after_kib >= (MAPPED_MIB << 10) * 3 // 4, (before_kib, after_kib)
     time.sleep(0.5)  # its next passes read the file back from disk

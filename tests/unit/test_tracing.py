@@ -36,23 +36,23 @@ def test_parse_lines() -> None:
 
 
 def test_kernel_oom_is_attributed_from_mark_victim() -> None:
-    a = attribute(171, parse(TRACE), killer_tids=set(), harness_tids=set())
+    a = attribute({171}, parse(TRACE), killer_tids=set(), harness_tids=set())
     assert a.killed_by == "kernel" and a.signal == 9
     assert a.signal_t_ns == 18_623_759_000 and a.mark_victim_t_ns == 18_624_369_000
 
 
 def test_killer_signal_is_attributed_to_the_sender_thread() -> None:
     recs = parse(TRACE)
-    assert attribute(200, recs, killer_tids={90}, harness_tids=set()).killed_by == "killer"
-    other = attribute(200, recs, killer_tids={91}, harness_tids=set())
+    assert attribute({200}, recs, killer_tids={90}, harness_tids=set()).killed_by == "killer"
+    other = attribute({200}, recs, killer_tids={91}, harness_tids=set())
     assert other.killed_by == "other" and other.sender_comm == "earlyoom"
     # the harness's own cleanup signals never count
-    assert attribute(200, recs, killer_tids=set(), harness_tids={90}).killed_by == ""
+    assert attribute({200}, recs, killer_tids=set(), harness_tids={90}).killed_by == ""
 
 
 def test_events_after_the_exit_are_ignored_and_exit_times() -> None:
     recs = parse(TRACE)
-    assert attribute(300, recs, set(), set(), before_ns=31_000_000_000).killed_by == ""
+    assert attribute({300}, recs, set(), set(), before_ns=31_000_000_000).killed_by == ""
     assert exit_times(recs) == {171: 18_644_554_000}
 
 
@@ -65,7 +65,7 @@ GROUP = """\
 def test_a_group_is_killed_by_whoever_killed_a_member_first() -> None:
     """many_hogs: the killer kills child 402; the parent 400 re-raises SIGKILL on itself."""
     recs = parse(GROUP)
-    assert attribute(400, recs, killer_tids={90}, harness_tids=set()).killed_by == "other"
+    assert attribute({400}, recs, killer_tids={90}, harness_tids=set()).killed_by == "other"
     group = attribute({400, 401, 402}, recs, killer_tids={90}, harness_tids=set())
     assert group.killed_by == "killer" and group.signal_t_ns == 40_000_001_000
     # a member's own signal to another member is never the cause
