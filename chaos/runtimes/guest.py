@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -28,6 +29,9 @@ MODULE_LIST = "stressor-modules.list"
 GUEST_MODULES = ("virtio_blk", "ext4", "virtio_net")
 OPTIONAL_MODULES = ("crc32c_generic",)  # ext4 asks the crypto API for crc32c at mount
 SCRATCH_ENV = "CHAOS_GUEST_SCRATCH_MIB"  # size of the attached scratch disk
+SCRATCH_EXT4_ENV = "CHAOS_GUEST_SCRATCH_EXT4"  # "1" when the host already made its ext4
+MKFS_EXT4 = ("mkfs.ext4", "-q", "-F", "-O", "^metadata_csum", "-E",
+             "lazy_itable_init=1,lazy_journal_init=1")
 FLOOD_ENV = "CHAOS_GUEST_FLOOD"  # "1" when the flood NIC is attached
 SHARE_ENV = "CHAOS_GUEST_SHARE"  # the directory shared with the host (flood.go / flood.stop)
 SCRATCH_SERIAL = "chaos-scratch"
@@ -55,7 +59,7 @@ def flood_attached() -> bool:
 
 
 def host_side_env(kernel: Kernel, scratch_mib: int, flood: bool, share: Path,
-                  share_in_guest: str) -> dict[str, str]:
+                  share_in_guest: str, scratch_ext4: bool = False) -> dict[str, str]:
     """Run by the VM testbed on the host: the guest's environment, and its module list.
 
     Resolving module dependencies means reading every module's ``.modinfo``; over 9p
@@ -63,7 +67,7 @@ def host_side_env(kernel: Kernel, scratch_mib: int, flood: bool, share: Path,
     host writes the ordered list of (decompressed) modules, the guest only insmods it.
     """
     env = {SCRATCH_ENV: str(scratch_mib), FLOOD_ENV: "1" if flood else "0",
-           SHARE_ENV: share_in_guest}
+           SHARE_ENV: share_in_guest, SCRATCH_EXT4_ENV: "1" if scratch_ext4 else "0"}
     if kernel.modules_dir is not None and (scratch_mib or flood):
         try:
             files = testbed_modules(kernel, wanted=GUEST_MODULES, optional=OPTIONAL_MODULES)
@@ -72,6 +76,22 @@ def host_side_env(kernel: Kernel, scratch_mib: int, flood: bool, share: Path,
         (share / MODULE_LIST).write_text("".join(f"{f}\n" for f in files))
         env[MODULES_ENV] = f"{share_in_guest}/{MODULE_LIST}"
     return env
+
+
+def make_scratch_image(image: Path, mib: int) -> bool:
+    """Run on the host: the scratch disk's sparse image, with its ext4 made here when the
+    host has mkfs.ext4 (10 ms here; 2.8 s in an emulated guest). False: the guest makes it."""
+    with open(image, "wb") as f:
+        f.truncate(mib << 20)
+    mkfs = shutil.which(MKFS_EXT4[0], path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+    if mkfs is None:
+        return False
+    try:
+        out = subprocess.run([mkfs, *MKFS_EXT4[1:], str(image)], capture_output=True,
+                             timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0
 
 
 def load_modules() -> None:
@@ -119,7 +139,8 @@ def _scratch_disk() -> str | None:
 
 
 def scratch() -> Path:
-    """The scratch disk's ext4, made and mounted once per guest; returns its mount point."""
+    """The scratch disk's ext4, mounted once per guest (made first if the host could not);
+    returns its mount point."""
     with open(LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if os.path.ismount(SCRATCH_MOUNT):
@@ -128,9 +149,9 @@ def scratch() -> Path:
             raise SpecError("this VM has no scratch disk (page-cache floods need one)")
         load_modules()
         disk = _wait_for(_scratch_disk, "the scratch disk")
-        for argv in (["mkfs.ext4", "-q", "-F", "-O", "^metadata_csum", "-E",
-                      "lazy_itable_init=1,lazy_journal_init=1", str(disk)],
-                     ["mount", "-t", "ext4", "-o", "noatime", str(disk), str(SCRATCH_MOUNT)]):
+        mkfs = [] if os.environ.get(SCRATCH_EXT4_ENV) == "1" else [[*MKFS_EXT4, str(disk)]]
+        for argv in [*mkfs, ["mount", "-t", "ext4", "-o", "noatime", str(disk),
+                             str(SCRATCH_MOUNT)]]:
             SCRATCH_MOUNT.mkdir(parents=True, exist_ok=True)
             out = subprocess.run(argv, capture_output=True, text=True, timeout=300)
             if out.returncode != 0:

@@ -174,12 +174,12 @@ def _direct_or_writeback(image: Path) -> str:
         return "writeback"
 
 
-def _guest_env(cfg: VmConfig, share: Path) -> dict[str, str]:
+def _guest_env(cfg: VmConfig, share: Path, scratch_ext4: bool) -> dict[str, str]:
     """What chaos.runtimes.guest needs to know about this guest's kernel and devices."""
     from chaos.runtimes import guest
 
     return guest.host_side_env(cfg.kernel, cfg.scratch_mib, bool(cfg.flood_socket), share,
-                               initramfs.SHARE_MOUNT)
+                               initramfs.SHARE_MOUNT, scratch_ext4)
 
 
 def _tail(path: Path) -> str:
@@ -280,12 +280,13 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
     share.mkdir(parents=True, exist_ok=True)
     for stale in ("ready", "stdout", "stderr", "exit_status", HEARTBEAT):
         (share / stale).unlink(missing_ok=True)
+    from chaos.runtimes import guest
+
+    ext4 = bool(cfg.scratch_mib) and guest.make_scratch_image(share / SCRATCH_IMAGE,
+                                                               cfg.scratch_mib)
     env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
-    env.update(_guest_env(cfg, share))
+    env.update(_guest_env(cfg, share, ext4))
     (share / "stage2.sh").write_text(_stage2(argv, env, os.getcwd()))
-    if cfg.scratch_mib:
-        with open(share / SCRATCH_IMAGE, "wb") as f:
-            f.truncate(cfg.scratch_mib << 20)  # sparse
     console = share / "console.log"
     console.unlink(missing_ok=True)
     initrd = initramfs.build(cfg.kernel, cache_dir() / "initramfs")

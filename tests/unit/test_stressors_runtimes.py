@@ -18,6 +18,7 @@ from chaos import runtimes, stressors
 from chaos.runtimes import dirs, docker, guest, image, netflood
 from chaos.runtimes.base import Limits, make_plan, split_limits
 from chaos.scenario import KillerSpec, Scenario, SpecError, StressorSpec, TestbedInfo
+from chaos.skips import skip_or_fail
 from chaos.stressors.common import Pacer, argv_for, fill_block, main_for
 
 VM = TestbedInfo(kind="vm", memory_mib=1024, cpus=2)
@@ -305,7 +306,28 @@ def test_guest_env_without_devices(tmp_path: Path) -> None:
 
     k = Kernel("x", "1.0", "p", tmp_path / "vmlinuz", None)
     env = guest.host_side_env(k, 0, False, tmp_path, "/share")
-    assert env == {guest.SCRATCH_ENV: "0", guest.FLOOD_ENV: "0", guest.SHARE_ENV: "/share"}
+    assert env == {guest.SCRATCH_ENV: "0", guest.FLOOD_ENV: "0", guest.SHARE_ENV: "/share",
+                   guest.SCRATCH_EXT4_ENV: "0"}
+
+
+def test_scratch_image_is_sparse_and_already_ext4(tmp_path: Path) -> None:
+    """Made on the host (mkfs.ext4 on a file), so the guest only mounts it."""
+    image = tmp_path / "scratch.img"
+    if not guest.make_scratch_image(image, 256):
+        skip_or_fail("no mkfs.ext4 on this host (e2fsprogs)")
+    assert image.stat().st_size == 256 << 20
+    assert image.stat().st_blocks * 512 < 16 << 20  # sparse: metadata only
+    with open(image, "rb") as f:
+        f.seek(1024 + 0x38)  # the superblock's s_magic
+        assert f.read(2) == b"\x53\xef"
+
+
+def test_scratch_image_without_mkfs_is_left_to_the_guest(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(guest.shutil, "which", lambda *a, **k: None)
+    image = tmp_path / "scratch.img"
+    assert not guest.make_scratch_image(image, 64)
+    assert image.stat().st_size == 64 << 20
 
 
 def test_dirs_sweep_touches_only_run_named_directories(monkeypatch: pytest.MonkeyPatch,
