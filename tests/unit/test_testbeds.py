@@ -80,3 +80,22 @@ def test_the_slot_log_says_who_held_a_guest_and_a_bad_path_costs_nothing(
     monkeypatch.setenv("CHAOS_VM_SLOT_LOG", str(tmp_path / "no" / "such" / "dir"))
     _log_slot_use(0, 0.0, 1.0)  # must not raise: the guest's result matters more
     assert "CHAOS_VM_SLOT_LOG" in capsys.readouterr().err
+
+
+def test_precompile_writes_the_bytecode_guests_cannot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Guests read the host's tree read-only: a module without fresh bytecode there is
+    compiled by every guest process. The testbed writes it before booting."""
+    import importlib.util
+
+    import chaos.verdict
+    from chaos.testbeds import vm
+
+    cached = Path(importlib.util.cache_from_source(chaos.verdict.__file__))
+    cached.unlink(missing_ok=True)
+    monkeypatch.setattr(vm, "_precompiled", False)
+    vm.precompile()
+    assert cached.exists()
+    source = Path(chaos.verdict.__file__).stat()
+    header = cached.read_bytes()[8:16]  # flags, then the source's mtime and size
+    assert int.from_bytes(header[:4], "little") == int(source.st_mtime)
+    assert int.from_bytes(header[4:], "little") == source.st_size
