@@ -267,6 +267,10 @@ def boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
 
 
 _precompiled = False
+# After the command's exit status is on the host, how long the guest may take to power
+# off before qemu is killed: nothing it does then (sync of its own disks, device
+# shutdown: ~1 s under emulation) is kept, and the VM slot is held meanwhile.
+POWEROFF_GRACE_S = 0.3
 
 
 def precompile() -> None:
@@ -337,6 +341,11 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
                     on_progress(f"guest up in {boot_ms / 1000:.1f} s")
             if rc is not None:
                 break
+            if "exit_status" not in milestones and (share / "exit_status").exists():
+                milestones["exit_status"] = round((now - t0) * 1000, 1)
+            if "exit_status" in milestones and (
+                    now - t0 > milestones["exit_status"] / 1000 + POWEROFF_GRACE_S):
+                break  # the command is done and its files are on the host: qemu is killed
             if boot_ms is None and now - t0 > cfg.boot_timeout_s:
                 failure = (f"guest did not come up within {cfg.boot_timeout_s:.0f} s "
                            f"(kernel {cfg.kernel.release}, {accel})")
