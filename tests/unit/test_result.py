@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def test_round_trip(tmp_path: Path) -> None:
     r.write(path)
     again = Result.read(path)
     assert again == r
+    # the series skip asdict's walk, and the file is the same as with it
+    assert path.read_text() == json.dumps(dataclasses.asdict(r), indent=1, sort_keys=True)
     raw = json.loads(path.read_text())
     # the public schema names that reports and other tools read
     assert raw["schema"] == 1 and raw["scenario"] == "spike"
