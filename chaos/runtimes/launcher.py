@@ -73,13 +73,19 @@ class Launcher:
         self.undo: list[Callable[[], None]] = []
         self.start_ms: dict[str, float] = {}
         self.staged: dict[str, Child] = {}  # instance -> process waiting for its go
+        self.plans: dict[str, Plan] = {}  # instance -> its plan, made once
+
+    def plan(self, spec: StressorSpec) -> Plan:
+        if spec.instance not in self.plans:
+            self.plans[spec.instance] = make_plan(spec, self.site.testbed)
+        return self.plans[spec.instance]
 
     def stage(self, spec: StressorSpec) -> Child | None:
         """Start a stressor's process ahead of its time, held before any work, so that its
         interpreter's start-up (~2 s in an emulated guest) overlaps the killer's; ``start``
         lets it go. Only a ``cgroup``-runtime stressor that needs nothing done at go time
         (no ``prepare`` hook, no flood NIC) is staged; None for the others."""
-        plan = make_plan(spec, self.site.testbed)
+        plan = self.plan(spec)
         if (spec.runtime != "cgroup" or plan.needs.flood_nic
                 or stressors.has_prepare(spec.name)):
             return None
@@ -97,7 +103,7 @@ class Launcher:
             _go(staged)
             return staged
         site = self.site
-        plan = make_plan(spec, site.testbed)
+        plan = self.plan(spec)
         cg, env, mounts = self._scope(plan)
         if plan.needs.flood_nic:
             guest.flood_nic()

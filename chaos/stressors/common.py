@@ -207,4 +207,3 @@ def main_for(cls: type[P], parse: Any, run: Any, argv: list[str] | None, prog: s
         return 0  # (popped: whatever the stressor execs must not wait for a go too)
     run(params)
     return 0
-

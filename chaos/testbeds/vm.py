@@ -36,6 +36,10 @@ QEMU = "qemu-system-x86_64"
 ENV_PASSTHROUGH = ("PYTHONPATH", "VIRTUAL_ENV", "CHAOS_REQUIRE_ALL", "CHAOS_ALLOW_HOST_PRESSURE")
 CONSOLE_TAIL = 60_000
 PROGRESS_PREFIX = "chaos-agent: progress "
+# After the command's exit status is on the host, how long the guest may take to power
+# off before qemu is killed: nothing it does then (sync of its own disks, device
+# shutdown: ~1 s under emulation) is kept, and the VM slot is held meanwhile.
+POWEROFF_GRACE_S = 0.3
 
 
 class TestbedError(RuntimeError):
@@ -267,10 +271,6 @@ def boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
 
 
 _precompiled = False
-# After the command's exit status is on the host, how long the guest may take to power
-# off before qemu is killed: nothing it does then (sync of its own disks, device
-# shutdown: ~1 s under emulation) is kept, and the VM slot is held meanwhile.
-POWEROFF_GRACE_S = 0.3
 
 
 def precompile() -> None:
@@ -327,6 +327,7 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
     boot_ms: float | None = None
     hung = False
     failure = ""
+    done_at: float | None = None  # when the command's exit status reached the host
     milestones: dict[str, float] = {}
     watcher = _Milestones(console, share / "stdout", watch_for, milestones, t0, on_progress)
     try:
@@ -341,10 +342,10 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
                     on_progress(f"guest up in {boot_ms / 1000:.1f} s")
             if rc is not None:
                 break
-            if "exit_status" not in milestones and (share / "exit_status").exists():
+            if done_at is None and (share / "exit_status").exists():
+                done_at = now
                 milestones["exit_status"] = round((now - t0) * 1000, 1)
-            if "exit_status" in milestones and (
-                    now - t0 > milestones["exit_status"] / 1000 + POWEROFF_GRACE_S):
+            if done_at is not None and now - done_at > POWEROFF_GRACE_S:
                 break  # the command is done and its files are on the host: qemu is killed
             if boot_ms is None and now - t0 > cfg.boot_timeout_s:
                 failure = (f"guest did not come up within {cfg.boot_timeout_s:.0f} s "

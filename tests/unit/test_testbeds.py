@@ -43,6 +43,41 @@ def test_any_kernel_fault_before_the_scenario_began_is_not_a_finding(tmp_path: P
 
 
 
+@pytest.mark.parametrize("faults, boots, error", [
+    (0, 1, ""), (2, 3, ""), (3, 3, "TESTBED_PANIC: the guest kernel panicked")],
+    ids=["clean", "two-emulator-faults-then-a-result", "three-in-a-row"])
+def test_a_run_takes_fresh_guests_after_emulator_faults(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faults: int, boots: int,
+        error: str) -> None:
+    """The retry policy alone (boot stubbed: pure logic): up to GUEST_ATTEMPTS guests, each
+    emulator fault recorded; a guest that writes a result ends it."""
+    from chaos.kernels import Kernel
+    from chaos.result import Result
+    from chaos.testbeds import vm_runner
+    from chaos.testbeds.vm import VmRun
+
+    scenario = catalogue.get("spike").build(KillerSpec("kernel"), "cgroup")
+    share = tmp_path / "share"
+    booted: list[int] = []
+
+    def boot(*args: object, **kwargs: object) -> VmRun:
+        booted.append(1)
+        if len(booted) <= faults:
+            return VmRun(None, "", "", INT3, "tcg", 4000.0, 9.0, panicked=True,
+                         failure="guest kernel panicked")
+        Result(scenario="spike", run_id=scenario.run_id).write(share / "result.json")
+        return VmRun(0, "", "", "", "tcg", 4000.0, 20.0)
+
+    monkeypatch.setattr(vm_runner, "boot", boot)
+    monkeypatch.setattr(vm_runner, "resolve_accel", lambda cfg: "tcg")
+    kernel = Kernel("x", "1.0", "p", tmp_path / "vmlinuz", None)
+    r = vm_runner.run(scenario, kernel, tmp_path)
+    assert len(booted) == boots == min(faults + 1, vm_runner.GUEST_ATTEMPTS)
+    assert r.error == error
+    retried = r.system.get("testbed_retried", "")
+    assert retried.count("Oops: int3") == min(faults, vm_runner.GUEST_ATTEMPTS - 1)
+
+
 def _beats(path: Path) -> int:
     text = path.read_text() if path.exists() else ""
     return int(text.split()[0]) if text.strip() else 0  # caught between truncate and write
