@@ -12,9 +12,11 @@ from the most common one (10 repeats of a healthy scenario: the stability check)
 ttk = time-to-kill p50 (p95) in ms over the runs where the victim died (danger to
 victim gone); detect = its first part, danger to the fatal signal (the killer's own
 share; the rest is the victim's exit, the kernel's work);
-teardown cpu / wait / reclaim = that exit's p50s from the victim's context switches: on a
-CPU (the kernel freeing its pages), runnable but waiting for a CPU, and the rest of a reclaim
-pass under way at the signal (the kernel acts on the signal after it);
+teardown cpu / wait / reclaim / steal = that exit's p50s from the victim's context switches:
+on a CPU (the kernel freeing its pages), runnable but waiting for a CPU, and the rest of a
+reclaim pass under way at the signal (the kernel acts on the signal after it); then the
+vCPU time the host took away during it, summed over vCPUs (chaos.testbeds.steal: time a
+guest counts as on a CPU includes it);
 who = who killed the victim (killer/kernel/-);
 reclaim = the killer's direct-reclaim episodes summed over runs (tracepoints)
 and their total ms; majflt = the killer's major page faults after ready, summed over
@@ -59,8 +61,9 @@ class Row:
         passed = sum(r.verdict.passed for r in rs)
         ttk_s = p50_p95([r.metrics.time_to_kill_ms for r in rs])
         detect_s = p50_p95([r.metrics.detect_ms for r in rs])
-        teardown_s = " / ".join(p50([getattr(r.metrics, f"victim_{k}") for r in rs]) for k in (
-            "teardown_on_cpu_ms", "teardown_runnable_ms", "reclaim_after_signal_ms"))
+        teardown_s = " / ".join(p50([getattr(r.metrics, k) for r in rs]) for k in (
+            "victim_teardown_on_cpu_ms", "victim_teardown_runnable_ms",
+            "victim_reclaim_after_signal_ms", "vcpu_steal_teardown_ms"))
         who = Counter(v.killed_by or "-" for r in rs for v in r.victims if v.expected)
         episodes = sum(r.metrics.killer_reclaim_episodes for r in rs)
         reclaim_ms = sum(r.metrics.killer_reclaim_total_ms for r in rs)
@@ -78,7 +81,7 @@ class Row:
 
 def table(rows: list[Row]) -> str:
     header = ("scenario", "killer", "pass", "flake", "ttk p50 (p95) ms",
-              "detect p50 (p95) ms", "teardown cpu / wait / reclaim", "who killed",
+              "detect p50 (p95) ms", "teardown cpu / wait / reclaim / steal", "who killed",
               "killer reclaim", "majflt / near danger",
               "reasons")
     lines = [header] + [r.cells() for r in rows]

@@ -55,6 +55,10 @@ class TestbedResult:
     host: str = ""  # the runner's hostname
     boot_ms: float | None = None  # qemu start -> the guest's userspace runs (stage 2)
     agent_ready_ms: float | None = None  # qemu start -> the agent has read its spec
+    # the host kept the vCPUs waiting for a CPU this share of the time they wanted one
+    # (chaos.testbeds.steal); raw: t_ns on the testbed clock, per vCPU cumulative ms
+    vcpu_steal_pct: float | None = None
+    vcpu_wait: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -138,6 +142,10 @@ class Metrics:
     victim_teardown_runnable_ms: float | None = None
     victim_teardown_blocked_ms: float | None = None
     clock_skew_ms: float | None = None  # harness clock minus tracefs clock (trace_marker)
+    # vCPU time the host took away (summed over vCPUs): danger -> victim gone, and the
+    # teardown alone; the testbed's share of those phases, not the killer's or the kernel's
+    vcpu_steal_in_window_ms: float | None = None
+    vcpu_steal_teardown_ms: float | None = None
 
 
 @dataclass

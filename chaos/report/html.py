@@ -70,6 +70,8 @@ def system_info(result: Result) -> list[tuple[str, str]]:
         ("memory", f"{t.memory_mib} MiB"), ("swap", f"{t.swap_mib} MiB"),
         ("arena", f"{t.arena_mib} MiB" if t.arena_mib else "none (global pressure)"),
         ("cpus", str(t.cpus)), ("boot", ms(t.boot_ms)),
+        ("vCPU steal", "" if t.vcpu_steal_pct is None else
+         f"{t.vcpu_steal_pct:g}% of the vCPUs' time went waiting for a host CPU"),
         ("killer", f"{x.name} {x.version}".strip()),
         ("killer pids", ", ".join(str(p) for p in x.pids)),
         ("killer exited", f"yes (status {x.exit_status})" if x.exited else "no"),

@@ -279,7 +279,9 @@ DETAIL = """{% extends "base" %}{% import "macros" as m %}
 {{ r.metrics.victim_teardown_on_cpu_ms | ms }}, waiting for a CPU \
 {{ r.metrics.victim_teardown_runnable_ms | ms }}, asleep \
 {{ r.metrics.victim_teardown_blocked_ms | ms }}{% if r.metrics.victim_reclaim_after_signal_ms %}, \
-in reclaim {{ r.metrics.victim_reclaim_after_signal_ms | ms }}{% endif %}{% endif %}</td>
+in reclaim {{ r.metrics.victim_reclaim_after_signal_ms | ms }}{% endif %}{% endif %}\
+{% if r.metrics.vcpu_steal_teardown_ms is not none %}<br>vCPU time the host took \
+{{ r.metrics.vcpu_steal_teardown_ms | ms }}{% endif %}</td>
 <td class="num">{{ r.metrics.recover_ms | ms }}</td>
 <td class="num">{{ r.metrics.killer_reclaim_total_ms | ms }} \
 ({{ r.metrics.killer_reclaim_episodes }}×, longest {{ r.metrics.killer_reclaim_longest_ms | ms }})\

@@ -31,6 +31,7 @@ from chaos.kernels import Kernel, cache_dir
 from chaos.procs import set_pdeathsig
 from chaos.state import RunRecord, state_dir
 from chaos.testbeds import initramfs
+from chaos.testbeds.steal import VcpuSampler, VcpuWait
 
 QEMU = "qemu-system-x86_64"
 ENV_PASSTHROUGH = ("PYTHONPATH", "VIRTUAL_ENV", "CHAOS_REQUIRE_ALL", "CHAOS_ALLOW_HOST_PRESSURE")
@@ -86,6 +87,8 @@ class VmRun:
     # Host-side milestones, ms after qemu started: first console output, init's root
     # ready, stage 2 running, and the first time ``watch_for`` appeared on stdout.
     milestones: dict[str, float] = field(default_factory=dict)
+    # the host's view of the vCPU threads: how long they waited for a host CPU
+    vcpu_wait: VcpuWait = field(default_factory=VcpuWait)
 
 
 def qemu_binary() -> str:
@@ -136,7 +139,7 @@ def qemu_argv(cfg: VmConfig, initrd: Path, share: Path, console: Path, accel: st
     else:
         accel_args = ["-accel", "tcg,thread=multi", "-cpu", "max"]
     return [
-        qemu_binary(), "-name", name, *accel_args,
+        qemu_binary(), "-name", f"{name},debug-threads=on", *accel_args,
         "-m", str(cfg.memory_mib), "-smp", str(cfg.cpus),
         "-kernel", str(cfg.kernel.vmlinuz), "-initrd", str(initrd), "-append", _cmdline(cfg),
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -330,6 +333,7 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
     done_at: float | None = None  # when the command's exit status reached the host
     milestones: dict[str, float] = {}
     watcher = _Milestones(console, share / "stdout", watch_for, milestones, t0, on_progress)
+    sampler = VcpuSampler(proc.pid, cfg.cpus, share / HEARTBEAT).start()
     try:
         while True:
             rc = proc.poll()
@@ -363,6 +367,7 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
                 break
             time.sleep(0.02)
     finally:
+        sampler.stop()
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         qemu_out = proc.communicate(timeout=30)[0].decode(errors="replace")
@@ -386,7 +391,8 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
     return VmRun(exit_status=status, stdout=_read(share / "stdout"), stderr=_read(share / "stderr"),
                  console=console_text + ("\n[qemu] " + qemu_out if qemu_out.strip() else ""),
                  accel=accel, boot_ms=boot_ms, wall_s=round(wall, 3), hung=hung,
-                 panicked=panicked, failure=failure, pid=proc.pid, milestones=milestones)
+                 panicked=panicked, failure=failure, pid=proc.pid, milestones=milestones,
+                 vcpu_wait=sampler.record)
 
 
 class _Milestones:

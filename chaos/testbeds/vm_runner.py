@@ -16,6 +16,7 @@ from chaos.runtimes.netflood import HostFlood
 from chaos.scenario import Scenario
 from chaos.state import RunRecord
 from chaos.testbeds import initramfs, unfinished
+from chaos.testbeds.steal import fill_steal
 from chaos.testbeds.vm import HEARTBEAT, VmConfig, boot, resolve_accel
 
 GUEST_WORKDIR = "/tmp/chaos-agent"
@@ -136,6 +137,7 @@ def _run(scenario: Scenario, kernel: Kernel, share: Path, record: RunRecord | No
     if vm.stdout or vm.stderr:
         result.logs["agent_output"] = (vm.stdout + vm.stderr)[-100_000:]
     result.system["vm_wall_s"] = str(vm.wall_s)
+    fill_steal(result, vm.vcpu_wait)
     if retried:
         result.system["testbed_retried"] = retried
     return result

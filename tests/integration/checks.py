@@ -43,6 +43,11 @@ def check_killer_killed(result: Result, name: str, record: Record,
     assert abs(sum(s or 0.0 for s in split) - m.teardown_ms) < 1.0, (split, m.teardown_ms)
     assert m.victim_reclaim_after_signal_ms is not None
     assert 0 <= m.victim_reclaim_after_signal_ms <= m.teardown_ms
+    # the host watched the vCPU threads and mapped its clock onto the guest's (heartbeat)
+    assert result.testbed.vcpu_steal_pct is not None, explain(result)
+    assert {"cpu0_wait_ms", "cpu1_wait_ms"} <= set(result.testbed.vcpu_wait)
+    steal = m.vcpu_steal_in_window_ms
+    assert steal is not None and 0 <= steal <= ttk * result.testbed.cpus + 1, (steal, ttk)
     claims = [e for e in result.events if e.kind == "killer_log"]
     assert claims, "the killer's log says nothing about the kill"
     assert all(e.t_ns > 0 for e in claims)

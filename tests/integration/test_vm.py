@@ -33,6 +33,11 @@ def test_boots_and_runs_a_command(vm_kernel: Kernel, tmp_path: Path) -> None:
     assert "tracefs-ok" in lines and "chaos-importable" in lines
     assert 600 < int(lines[5]) <= 768
     assert run.accel in ("kvm", "tcg") and run.boot_ms and run.boot_ms > 0
+    # the host found both vCPU threads by name and saw them run (steal needs them)
+    w = run.vcpu_wait
+    assert set(w.run_ms) == {"cpu0", "cpu1"} and len(w.t_ns) > 10
+    assert all(v[-1] > v[0] for v in w.run_ms.values())
+    assert w.steal_pct() is not None
 
 
 def test_exit_status_and_stderr_come_back(default_kernel: Kernel, tmp_path: Path) -> None:
