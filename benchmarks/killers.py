@@ -16,7 +16,8 @@ teardown cpu / wait / reclaim / steal = that exit's p50s from the victim's conte
 on a CPU (the kernel freeing its pages), runnable but waiting for a CPU, and the rest of a
 reclaim pass under way at the signal (the kernel acts on the signal after it); then the
 vCPU time the host took away during it, summed over vCPUs (chaos.testbeds.steal: time a
-guest counts as on a CPU includes it);
+guest counts as on a CPU includes it); waited behind = the two tasks that took the victim's
+CPU when it was preempted in its teardown, with the mean ms it then waited (per run);
 who = who killed the victim (killer/kernel/-);
 reclaim = the killer's direct-reclaim episodes summed over runs (tracepoints)
 and their total ms; majflt = the killer's major page faults after ready, summed over
@@ -64,6 +65,10 @@ class Row:
         teardown_s = " / ".join(p50([getattr(r.metrics, k) for r in rs]) for k in (
             "victim_teardown_on_cpu_ms", "victim_teardown_runnable_ms",
             "victim_reclaim_after_signal_ms", "vcpu_steal_teardown_ms"))
+        behind: Counter[str] = Counter()
+        for r in rs:
+            behind.update(r.metrics.victim_teardown_preempted_by)
+        behind_s = ", ".join(f"{comm} {ms / len(rs):.0f}" for comm, ms in behind.most_common(2))
         who = Counter(v.killed_by or "-" for r in rs for v in r.victims if v.expected)
         episodes = sum(r.metrics.killer_reclaim_episodes for r in rs)
         reclaim_ms = sum(r.metrics.killer_reclaim_total_ms for r in rs)
@@ -73,7 +78,7 @@ class Row:
         verdicts = Counter(",".join(r.verdict.reasons) or "PASS" for r in rs)
         flake = 1 - verdicts.most_common(1)[0][1] / len(rs) if rs else 0.0
         return (self.scenario, self.killer, f"{passed}/{len(rs)}", f"{flake:.0%}", ttk_s, detect_s,
-                teardown_s,
+                teardown_s, behind_s or "-",
                 ",".join(f"{k}:{n}" for k, n in sorted(who.items())),
                 f"{episodes} / {reclaim_ms:.0f} ms", f"{majflt} / {majflt_window}",
                 ",".join(f"{k}:{n}" for k, n in sorted(reasons.items())) or "-")
@@ -81,7 +86,8 @@ class Row:
 
 def table(rows: list[Row]) -> str:
     header = ("scenario", "killer", "pass", "flake", "ttk p50 (p95) ms",
-              "detect p50 (p95) ms", "teardown cpu / wait / reclaim / steal", "who killed",
+              "detect p50 (p95) ms", "teardown cpu / wait / reclaim / steal", "waited behind",
+              "who killed",
               "killer reclaim", "majflt / near danger",
               "reasons")
     lines = [header] + [r.cells() for r in rows]

@@ -547,6 +547,7 @@ class Run:
                 m.victim_teardown_on_cpu_ms = split.on_cpu_ms
                 m.victim_teardown_runnable_ms = split.runnable_ms
                 m.victim_teardown_blocked_ms = split.blocked_ms
+                m.victim_teardown_preempted_by = split.preempted_by
 
     def _metrics(self) -> None:
         r = self.result

@@ -141,6 +141,8 @@ class Metrics:
     victim_teardown_on_cpu_ms: float | None = None
     victim_teardown_runnable_ms: float | None = None
     victim_teardown_blocked_ms: float | None = None
+    # its waiting for a CPU, by the task that took the CPU from it (comm -> ms)
+    victim_teardown_preempted_by: dict[str, float] = field(default_factory=dict)
     clock_skew_ms: float | None = None  # harness clock minus tracefs clock (trace_marker)
     # vCPU time the host took away (summed over vCPUs): danger -> victim gone, and the
     # teardown alone; the testbed's share of those phases, not the killer's or the kernel's

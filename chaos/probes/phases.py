@@ -12,7 +12,7 @@ A killer that acts before the danger line has detect = 0 (t0 = the signal).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chaos.probes.tracing import TraceRecord
 from chaos.result import Metrics, VictimOutcome
@@ -113,13 +113,18 @@ class CpuSplit:
     on_cpu_ms: float
     runnable_ms: float  # switched out still runnable (preempted): waiting for a CPU
     blocked_ms: float  # switched out asleep (D, S, ...)
+    # runnable time by the task that took the CPU when it was preempted (its comm)
+    preempted_by: dict[str, float] = field(default_factory=dict)
 
 
 def cpu_split(records: list[TraceRecord], pid: int, start_ns: int, end_ns: int) -> CpuSplit:
     """On a CPU, waiting for one, or asleep: what a victim did between signal and exit.
-    Until its first switch in the records a task counts as on CPU."""
+    Until its first switch in the records a task counts as on CPU. Each wait for a CPU is
+    put down to the task that preempted it (others may have run on that CPU before it
+    got back on, which the victim's own switches do not show)."""
     acc = {"on": 0, "runnable": 0, "blocked": 0}
-    state, since = "on", start_ns
+    behind: dict[str, int] = {}
+    state, since, preemptor = "on", start_ns, ""
     for rec in records:
         if rec.event != "sched_switch":
             continue
@@ -130,13 +135,19 @@ def cpu_split(records: list[TraceRecord], pid: int, start_ns: int, end_ns: int) 
             continue
         t = max(rec.t_ns, start_ns)  # switches before the window only set the state
         acc[state] += t - since
+        if state == "runnable":
+            behind[preemptor] = behind.get(preemptor, 0) + t - since
         if nxt == pid:
             state = "on"
         else:  # "R" or "R+": preempted, still runnable
             state = "runnable" if rec.fields.get("prev_state", "").startswith("R") else "blocked"
+            preemptor = rec.fields.get("next_comm", "?")
         since = t
     acc[state] += max(0, end_ns - since)
-    return CpuSplit(ns_to_ms(acc["on"]), ns_to_ms(acc["runnable"]), ns_to_ms(acc["blocked"]))
+    if state == "runnable":
+        behind[preemptor] = behind.get(preemptor, 0) + max(0, end_ns - since)
+    return CpuSplit(ns_to_ms(acc["on"]), ns_to_ms(acc["runnable"]), ns_to_ms(acc["blocked"]),
+                    {comm: ns_to_ms(ns) for comm, ns in behind.items() if ns > 0})
 
 
 def fill_reclaim(m: Metrics, episodes: list[Episode], window: tuple[int, int] | None) -> None:

@@ -95,6 +95,8 @@ def sample_result(*, scenario: str = "anon_hog", run_id: str = "nightly-001",
         killer_reclaim_longest_ms=float(max(reclaim_ms, default=0.0)),
         victim_teardown_on_cpu_ms=teardown_ms - 20.0 if killed else None,
         victim_teardown_runnable_ms=15.0 if killed else None,
+        victim_teardown_preempted_by={"kswapd0": 10.0, "flood": 5.0} if killed else {},
+        vcpu_steal_teardown_ms=4.0 if killed else None,
         victim_teardown_blocked_ms=5.0 if killed else None,
         victim_reclaim_after_signal_ms=0.0 if killed else None)
     result = Result(

@@ -277,7 +277,11 @@ DETAIL = """{% extends "base" %}{% import "macros" as m %}
 {{ r.metrics.detect_ms | ms }}</td><td class="num">{{ r.metrics.teardown_ms | ms }}\
 {% if r.metrics.victim_teardown_on_cpu_ms is not none %}<br>victim on CPU \
 {{ r.metrics.victim_teardown_on_cpu_ms | ms }}, waiting for a CPU \
-{{ r.metrics.victim_teardown_runnable_ms | ms }}, asleep \
+{{ r.metrics.victim_teardown_runnable_ms | ms }}\
+{% if r.metrics.victim_teardown_preempted_by %} (behind \
+{% for comm, t in (r.metrics.victim_teardown_preempted_by \
+| dictsort(by="value", reverse=true))[:3] %}{{ comm }} {{ t | ms }}{{ ", " if not loop.last }}\
+{% endfor %}){% endif %}, asleep \
 {{ r.metrics.victim_teardown_blocked_ms | ms }}{% if r.metrics.victim_reclaim_after_signal_ms %}, \
 in reclaim {{ r.metrics.victim_reclaim_after_signal_ms | ms }}{% endif %}{% endif %}\
 {% if r.metrics.vcpu_steal_teardown_ms is not none %}<br>vCPU time the host took \

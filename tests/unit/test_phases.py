@@ -78,10 +78,10 @@ def test_reclaim_after_signal_is_the_rest_of_the_pass_under_way_at_the_signal() 
     assert reclaim_after_signal_ms([], 20 * MS) == 0.0
 
 
-def switch(t_ms: float, prev: int, state: str, nxt: int) -> TraceRecord:
+def switch(t_ms: float, prev: int, state: str, nxt: int, next_comm: str = "t") -> TraceRecord:
     return TraceRecord(t_ns=int(t_ms * MS), comm="x", pid=prev, event="sched_switch",
                        fields={"prev_pid": str(prev), "prev_state": state,
-                               "next_pid": str(nxt)})
+                               "next_pid": str(nxt), "next_comm": next_comm})
 
 
 def test_cpu_split_tells_running_from_waiting_for_a_cpu_from_asleep() -> None:
@@ -94,3 +94,17 @@ def test_cpu_split_tells_running_from_waiting_for_a_cpu_from_asleep() -> None:
     split = cpu_split(records, 7, 10 * MS, 100 * MS)
     assert (split.on_cpu_ms, split.runnable_ms, split.blocked_ms) == (30.0, 30.0, 30.0)
     assert cpu_split([], 7, 10 * MS, 100 * MS).on_cpu_ms == 90.0  # never switched: running
+
+
+def test_cpu_split_puts_each_wait_down_to_who_preempted() -> None:
+    records = [switch(0, 9, "S", 7),
+               switch(20, 7, "R+", 4, "kswapd0"),  # waits 10 behind kswapd0
+               switch(30, 4, "R", 7),
+               switch(40, 7, "R", 5, "flood"),  # 30 behind the flood
+               switch(70, 5, "R", 7),
+               switch(80, 7, "D", 0, "swapper/1"),  # asleep: behind no one
+               switch(85, 0, "R", 7),
+               switch(90, 7, "R", 4, "kswapd0")]  # 10 more, open at the window's end
+    split = cpu_split(records, 7, 10 * MS, 100 * MS)
+    assert split.preempted_by == {"kswapd0": 20.0, "flood": 30.0}
+    assert split.runnable_ms == 50.0 and split.blocked_ms == 5.0

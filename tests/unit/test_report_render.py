@@ -129,7 +129,9 @@ def test_detail_page_shows_verdicts_evidence_phases_and_charts(bundle: Path,
     assert series and all(a.get("d") for a in series)
     assert len(page.find("details")) >= 3 * 5  # events, system, config, 3 logs per run
     assert "MemTotal" in text and "earlyoom" not in text
-    assert "victim on CPU 40 ms, waiting for a CPU 15 ms, asleep 5.0 ms" in text  # of 60 ms
+    assert ("victim on CPU 40 ms, waiting for a CPU 15 ms (behind kswapd0 10 ms, flood 5.0 ms), "
+            "asleep 5.0 ms") in text  # of 60 ms
+    assert "vCPU time the host took 4.0 ms" in text
 
 
 def test_glossary_defines_danger_phases_every_reason_code_and_charts(bundle: Path,
