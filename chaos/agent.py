@@ -38,7 +38,7 @@ from chaos.probes.phases import (
 )
 from chaos.probes.sampler import ArenaSource, Sampler
 from chaos.probes.tracing import TraceRecord, TraceSession, TracingError, clock_skew_ns
-from chaos.procname import set_process_name
+from chaos.procname import set_process_name, set_thread_name, thread_cpu_s
 from chaos.procs import Child, protect_self, spawn
 from chaos.result import (
     BystanderOutcome,
@@ -424,6 +424,8 @@ class Run:
         """Collect everything once all processes are stopped."""
         r = self.result
         s = self.s
+        cpu = sorted(thread_cpu_s().items(), key=lambda kv: -kv[1])
+        r.system["harness_cpu"] = ", ".join(f"{name} {sec:.2f} s" for name, sec in cpu)
         records: list[TraceRecord] = []
         if self.trace is not None:
             self.trace.stop()
@@ -733,6 +735,7 @@ def start_heartbeat(path: Path, every_s: float = 1.0) -> threading.Thread:
     stopped answering (no CPU for the agent, a frozen kernel) from one that is busy.
     The thread inherits the calling thread's scheduling policy."""
     def beat() -> None:
+        set_thread_name("chaos-heartbeat")
         n = 0
         while True:
             n += 1

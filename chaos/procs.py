@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chaos.procname import set_thread_name
+
 PR_SET_PDEATHSIG = 1
 MCL_CURRENT, MCL_FUTURE = 1, 2
 
@@ -121,6 +123,7 @@ class Child(ExitInfo):
 
     def start_reader(self, log_path: Path | None = None) -> None:
         def read() -> None:
+            set_thread_name(f"chaos-r-{self.name}")
             assert self.popen.stdout is not None
             log = open(log_path, "ab") if log_path else None
             try:

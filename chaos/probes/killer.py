@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chaos.probes.taskstats import Delays, Taskstats
+from chaos.procname import set_thread_name
 
 RECLAIM_FRAMES = ("throttle_direct_reclaim", "__alloc_pages_slowpath", "try_to_free_pages",
                   "try_to_free_mem_cgroup_pages", "__perform_reclaim", "shrink_node",
@@ -142,6 +143,7 @@ class KillerProbe:
         self.stack_samples += 1
 
     def _run(self) -> None:
+        set_thread_name("chaos-kprobe")
         period = 1.0 / self.hz
         tids: list[int] = []
         last_refresh = 0.0

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from chaos.procname import set_thread_name
 from chaos.scenario import DangerSpec
 
 MEMINFO_KEYS = {b"MemTotal": "mem_total_kib", b"MemAvailable": "mem_available_kib",
@@ -185,6 +186,7 @@ class Sampler(threading.Thread):
                 self.recovered_t_ns = t
 
     def run(self) -> None:
+        set_thread_name("chaos-sampler")
         next_t = time.monotonic_ns()
         while not self._halt.is_set():
             self.sample_once()

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from chaos.procname import set_thread_name
+
 
 class LogTail:
     """A thread that reads new complete lines of ``path`` every ``poll_s``."""
@@ -43,6 +45,7 @@ class LogTail:
         return list(self._lines)
 
     def _run(self) -> None:
+        set_thread_name("chaos-logtail")
         while not self._stop.wait(self.poll_s):
             self._read()
 

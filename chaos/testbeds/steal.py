@@ -21,6 +21,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chaos.procname import set_thread_name
 from chaos.result import Result
 
 EVERY_S = 0.02
@@ -144,6 +145,7 @@ class VcpuSampler:
                 self._vcpus[cpu] = f"/proc/{self.pid}/task/{tid}/schedstat"
 
     def _loop(self) -> None:
+        set_thread_name("chaos-vcpu-wait")
         rec = self.record
         while not self._stop.wait(self.every_s):
             if len(self._vcpus) < self.cpus:
