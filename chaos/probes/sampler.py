@@ -30,13 +30,32 @@ MEMINFO_KEYS = {b"MemTotal": "mem_total_kib", b"MemAvailable": "mem_available_ki
                 b"SwapFree": "swap_free_kib"}
 VMSTAT_KEYS = ("pgscan_direct", "pgsteal_direct", "pgscan_direct_throttle", "oom_kill",
                "pgscan_kswapd", "workingset_refault_file", "pswpout")
-# allocstall_dma, allocstall_dma32, allocstall_normal, allocstall_movable, ... summed
-ALLOCSTALL = b"allocstall_"
 
-# One regex pass in C per file: the sampler must stay cheap under emulation.
-_MEMINFO_RE = re.compile(rb"^(" + b"|".join(MEMINFO_KEYS) + rb"):\s+(\d+)", re.M)
-_VMSTAT_RE = re.compile(rb"^(allocstall_\w+|" + "|".join(VMSTAT_KEYS).encode() + rb") (\d+)$",
-                        re.M)
+# The sampler runs at SCHED_FIFO beside what it measures and must stay cheap under
+# emulation: a find per wanted key (C) costs half of one regex pass over the file.
+_ALLOCSTALL_RE = re.compile(rb"^(allocstall_\w+) ", re.M)
+
+
+def needles(keys: dict[bytes, str], sep: bytes) -> list[tuple[bytes, str]]:
+    """What ``field_values`` looks for: each key at a line start, then ``sep``."""
+    return [(b"\n" + key + sep, name) for key, name in keys.items()]
+
+
+def field_values(text: bytes, wanted: list[tuple[bytes, str]]) -> dict[str, float]:
+    """``name: value`` for each needle found in ``text``: the first word after it
+    (meminfo's ``MemAvailable:   123 kB``, vmstat's ``oom_kill 0``)."""
+    text = b"\n" + text
+    out: dict[str, float] = {}
+    for needle, name in wanted:
+        i = text.find(needle)
+        if i >= 0:
+            start = i + len(needle)
+            end = text.find(b"\n", start)
+            words = text[start:end if end >= 0 else len(text)].split()
+            if words:
+                out[name] = float(words[0])
+    return out
+
 
 # Recovery: the first sample after the victim is gone at which available memory is back
 # over the danger line and memory PSI 'some' over the last RECOVERY_WINDOW_MS is at most
@@ -83,6 +102,12 @@ class Sampler(threading.Thread):
         self._halt = threading.Event()
         self._meminfo = os.open("/proc/meminfo", os.O_RDONLY)
         self._vmstat = os.open("/proc/vmstat", os.O_RDONLY)
+        # allocstall_dma32, _normal, _movable, ...: this kernel's zones, summed
+        self._allocstall_keys = [k.decode() for k in _ALLOCSTALL_RE.findall(
+            os.pread(self._vmstat, 65536, 0))]
+        self._vmstat_needles = needles(
+            {k.encode(): k for k in (*VMSTAT_KEYS, *self._allocstall_keys)}, b" ")
+        self._meminfo_needles = needles(MEMINFO_KEYS, b":")
         try:
             self._psi: int | None = os.open(psi_path, os.O_RDONLY)
         except OSError:
@@ -99,18 +124,12 @@ class Sampler(threading.Thread):
         return os.pread(fd, self._buf_size, 0)
 
     def _read_meminfo(self) -> dict[str, float]:
-        return {MEMINFO_KEYS[k]: float(v) for k, v in _MEMINFO_RE.findall(
-            self._pread(self._meminfo))}
+        return field_values(self._pread(self._meminfo), self._meminfo_needles)
 
     def _read_vmstat(self) -> dict[str, float]:
-        out = {k: 0.0 for k in VMSTAT_KEYS}
-        stall = 0.0
-        for key, value in _VMSTAT_RE.findall(self._pread(self._vmstat)):
-            if key.startswith(ALLOCSTALL):
-                stall += float(value)
-            else:
-                out[key.decode()] = float(value)
-        out["allocstall"] = stall
+        found = field_values(self._pread(self._vmstat), self._vmstat_needles)
+        out = {k: found.get(k, 0.0) for k in VMSTAT_KEYS}
+        out["allocstall"] = sum(found.get(k, 0.0) for k in self._allocstall_keys)
         return out
 
     def _read_psi(self) -> tuple[float, float]:
