@@ -25,7 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from chaos import targets
-from chaos.cgroupfs import CgroupTree
+from chaos.cgroupfs import CgroupTree, GroupPids
 from chaos.probes.attribution import attribute, exit_times
 from chaos.probes.killer import KillerProbe
 from chaos.probes.phases import (
@@ -100,6 +100,7 @@ class Run:
         # instance -> every pid seen in its scope: a stressor of several processes (hogs
         # with count > 1, docker-init and its child) dies as a group, killed member by member
         self.group_pids: dict[str, set[int]] = {}
+        self.group_watch: dict[str, GroupPids] = {}
         self.episodes: list[Episode] = []
         self.killer_probe: KillerProbe | None = None
         self.clock_mark: tuple[int, int] | None = None
@@ -382,7 +383,10 @@ class Run:
         for child, instance, _ in self.victims:
             group = self.group_pids.setdefault(instance, {child.pid})
             if child.alive():
-                group.update(self.tree.pids(scope(instance)))
+                watch = self.group_watch.get(instance)
+                if watch is None:
+                    watch = self.group_watch[instance] = GroupPids(self.tree, scope(instance))
+                group.update(watch.pids())
         if self.victim_trace is not None:  # members forked before the filter was written
             new = set().union(*self.group_pids.values()) - self.victim_traced
             self.victim_traced |= new
@@ -424,6 +428,8 @@ class Run:
         """Collect everything once all processes are stopped."""
         r = self.result
         s = self.s
+        for watch in self.group_watch.values():
+            watch.close()
         cpu = sorted(thread_cpu_s().items(), key=lambda kv: -kv[1])
         r.system["harness_cpu"] = ", ".join(f"{name} {sec:.2f} s" for name, sec in cpu)
         records: list[TraceRecord] = []

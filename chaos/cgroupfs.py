@@ -182,3 +182,48 @@ def leftover_trees() -> list[tuple[Path, int]]:
     if (V1_MEMORY_ROOT / "cgroup.procs").exists():
         found += [(p, 1) for p in V1_MEMORY_ROOT.glob(PREFIX + "*") if p.is_dir()]
     return found
+
+
+class GroupPids:
+    """The pids of one cgroup and its descendants, read often and cheaply: its
+    ``cgroup.procs`` and ``cgroup.stat`` stay open and are re-read with pread, and the
+    subtree is walked only while ``cgroup.stat`` says it has descendants (a walk lists
+    every control file of every cgroup: milliseconds under emulation, at 10 Hz)."""
+
+    def __init__(self, tree: CgroupTree, rel: str) -> None:
+        self.tree, self.rel = tree, rel
+        top = tree.path(rel)
+        self._procs = _open_ro(top / "cgroup.procs")
+        self._stat = _open_ro(top / "cgroup.stat")
+
+    def pids(self) -> list[int]:
+        if self._procs is None or self._stat is None or self._has_descendants():
+            return self.tree.pids(self.rel)
+        try:
+            return [int(x) for x in os.pread(self._procs, 1 << 20, 0).split()]
+        except OSError:  # the cgroup is gone
+            return []
+
+    def _has_descendants(self) -> bool:
+        assert self._stat is not None
+        try:
+            for line in os.pread(self._stat, 4096, 0).splitlines():
+                key, _, value = line.partition(b" ")
+                if key == b"nr_descendants":
+                    return value.strip() != b"0"
+        except OSError:
+            return False
+        return True  # no such line (cgroup v1): walk
+
+    def close(self) -> None:
+        for fd in (self._procs, self._stat):
+            if fd is not None:
+                os.close(fd)
+        self._procs = self._stat = None
+
+
+def _open_ro(path: Path) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None

@@ -40,7 +40,10 @@ TERMS: tuple[Term, ...] = (
          "traced, it is split by the victim's context switches into on CPU (mostly the "
          "kernel freeing its pages), waiting for a CPU, and asleep; 'in reclaim' is the "
          "part it spent finishing a reclaim pass that was under way when the signal came "
-         "(the kernel acts on the signal only when the pass returns)."),
+         "(the kernel acts on the signal only when the pass returns). 'behind' names the "
+         "tasks that took its CPU when it was preempted, with the wait after each; 'vCPU "
+         "time the host took' is how long the host kept the guest's vCPUs waiting for a "
+         "host CPU in the teardown (summed over vCPUs; the guest counts that as on a CPU)."),
     Term("recover", "recover",
          "From the victim gone to memory and pressure back to normal (metrics.recover_ms)."),
     Term("time-to-kill", "time-to-kill",
