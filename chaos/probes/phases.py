@@ -70,6 +70,20 @@ def victim_gone_ns(v: VictimOutcome) -> int | None:
     return v.kernel_exit_t_ns or v.exit_t_ns
 
 
+def first_signal_ns(victims: list[VictimOutcome]) -> int | None:
+    signals = [v.signal_t_ns for v in victims if v.signal_t_ns is not None]
+    return min(signals) if signals else None
+
+
+def effective_t0(t0_ns: int | None, dead: list[VictimOutcome]) -> int | None:
+    """Danger, or the first fatal signal to the expected victims if that came first (a
+    killer that acts before the danger line: detect = 0)."""
+    first_signal = first_signal_ns(dead)
+    if t0_ns is None or (first_signal is not None and first_signal < t0_ns):
+        return first_signal
+    return t0_ns
+
+
 def fill_phases(m: Metrics, t0_ns: int | None, victims: list[VictimOutcome],
                 recovered_ns: int | None) -> int | None:
     """Fill detect/teardown/time-to-kill/recover; returns the effective t0 (or None)."""
@@ -78,11 +92,8 @@ def fill_phases(m: Metrics, t0_ns: int | None, victims: list[VictimOutcome],
     if not expected or len(dead) != len(expected):
         return t0_ns
     gone = max(victim_gone_ns(v) or 0 for v in dead)
-    signals = [v.signal_t_ns for v in dead if v.signal_t_ns is not None]
-    first_signal = min(signals) if signals else None
-    t0 = t0_ns
-    if t0 is None or (first_signal is not None and first_signal < t0):
-        t0 = first_signal
+    first_signal = first_signal_ns(dead)
+    t0 = effective_t0(t0_ns, dead)
     if t0 is None:
         return None
     m.time_to_kill_ms = ns_to_ms(gone - t0)

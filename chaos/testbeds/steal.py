@@ -21,6 +21,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chaos.probes.phases import effective_t0
 from chaos.procname import set_thread_name
 from chaos.result import Result
 
@@ -194,7 +195,8 @@ def fill_steal(result: Result, wait: VcpuWait) -> None:
     if raw is None:
         return
     result.testbed.vcpu_wait = raw
-    m, t0 = result.metrics, result.t0_ns
+    m = result.metrics
+    t0 = effective_t0(result.t0_ns, [v for v in result.victims if v.expected and v.died])
     if t0 is None or m.time_to_kill_ms is None:
         return
     gone = t0 + int(m.time_to_kill_ms * 1e6)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos.result import Result
+from chaos.result import Result, VictimOutcome
 from chaos.testbeds.steal import VcpuSampler, VcpuWait, fill_steal, wait_between
 
 MS = 1_000_000
@@ -130,3 +130,19 @@ def test_the_sampler_sees_threads_wait_for_a_cpu(tmp_path: Path) -> None:
     offset = w.guest_minus_host_ns()
     assert offset is not None and abs(offset) < 20 * MS, offset
     assert len(w.clock_pairs) == 3
+
+
+def test_a_kill_before_danger_measures_from_the_signal() -> None:
+    """A killer that acts before the danger line: t0 is the fatal signal, as in
+    fill_phases (the result's t0_ns stays None)."""
+    w = record()
+    offset = w.guest_minus_host_ns()
+    assert offset is not None
+    r = Result(scenario="spike", run_id="x")
+    r.victims = [VictimOutcome(instance="hog", pid=7, cgroup="w/hog", died=True,
+                               signal_t_ns=1_100 * MS + offset)]  # host 100 ms in
+    r.metrics.time_to_kill_ms = 100.0  # gone at host 200 ms
+    r.metrics.detect_ms = 0.0
+    fill_steal(r, w)
+    assert r.metrics.vcpu_steal_in_window_ms == pytest.approx(10.0 + 100.0)
+    assert r.metrics.vcpu_steal_teardown_ms == r.metrics.vcpu_steal_in_window_ms
