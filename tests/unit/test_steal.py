@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from chaos.result import Result, VictimOutcome
+from chaos.skips import skip_or_fail
 from chaos.testbeds.steal import VcpuSampler, VcpuWait, fill_steal, wait_between
 
 MS = 1_000_000
@@ -107,7 +108,7 @@ def test_the_sampler_sees_threads_wait_for_a_cpu(tmp_path: Path) -> None:
     """Three spinning "vCPU" threads on one host CPU: each runs about a third of the time
     and waits the rest, and the sampler reads that from the kernel's schedstat."""
     if not os.path.exists(f"/proc/{os.getpid()}/schedstat"):
-        pytest.skip("this kernel has no schedstat (CONFIG_SCHED_INFO)")
+        skip_or_fail("this kernel has no schedstat (CONFIG_SCHED_INFO)")
     beat = tmp_path / "heartbeat"
     proc = subprocess.Popen([sys.executable, "-c", SPINNERS, "1.5"], stdout=subprocess.PIPE)
     try:
