@@ -38,8 +38,8 @@ from chaos.probes.phases import (
 )
 from chaos.probes.sampler import ArenaSource, Sampler
 from chaos.probes.tracing import TraceRecord, TraceSession, TracingError, clock_skew_ns
-from chaos.procname import set_process_name, set_thread_name, thread_cpu_s
-from chaos.procs import Child, protect_self, spawn
+from chaos.procname import set_process_name, set_thread_name
+from chaos.procs import Child, protect_self, spawn, thread_cpu_s
 from chaos.result import (
     BystanderOutcome,
     Event,

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from chaos.procfiles import open_ro, reread
+
 V2_ROOT = Path("/sys/fs/cgroup")
 V1_MEMORY_ROOT = Path("/sys/fs/cgroup/memory")
 PREFIX = "chaos-"
@@ -193,26 +195,23 @@ class GroupPids:
     def __init__(self, tree: CgroupTree, rel: str) -> None:
         self.tree, self.rel = tree, rel
         top = tree.path(rel)
-        self._procs = _open_ro(top / "cgroup.procs")
-        self._stat = _open_ro(top / "cgroup.stat")
+        self._procs = open_ro(top / "cgroup.procs")
+        self._stat = open_ro(top / "cgroup.stat")
 
     def pids(self) -> list[int]:
         if self._procs is None or self._stat is None or self._has_descendants():
             return self.tree.pids(self.rel)
-        try:
-            return [int(x) for x in os.pread(self._procs, 1 << 20, 0).split()]
-        except OSError:  # the cgroup is gone
-            return []
+        text = reread(self._procs)  # None: the cgroup is gone
+        return [int(x) for x in text.split()] if text else []
 
     def _has_descendants(self) -> bool:
-        assert self._stat is not None
-        try:
-            for line in os.pread(self._stat, 4096, 0).splitlines():
-                key, _, value = line.partition(b" ")
-                if key == b"nr_descendants":
-                    return value.strip() != b"0"
-        except OSError:
-            return False
+        text = reread(self._stat)
+        if text is None:
+            return False  # the cgroup is gone
+        for line in text.splitlines():
+            key, _, value = line.partition(b" ")
+            if key == b"nr_descendants":
+                return value.strip() != b"0"
         return True  # no such line (cgroup v1): walk
 
     def close(self) -> None:
@@ -220,10 +219,3 @@ class GroupPids:
             if fd is not None:
                 os.close(fd)
         self._procs = self._stat = None
-
-
-def _open_ro(path: Path) -> int | None:
-    try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None

@@ -26,24 +26,3 @@ def set_thread_name(name: str) -> None:
     except OSError:
         pass
 
-
-def thread_cpu_s() -> dict[str, float]:
-    """CPU time (s) of this process's live threads so far, summed by thread name, and of
-    those gone (the process's total minus the live ones): what the harness itself cost."""
-    import os
-
-    out: dict[str, float] = {}
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                comm = f.read().strip()
-            with open(f"/proc/self/task/{tid}/schedstat") as f:
-                run_ns = int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-        out[comm] = out.get(comm, 0.0) + run_ns / 1e9
-    times = os.times()  # the whole process, threads gone included (clock ticks)
-    gone = times.user + times.system - sum(out.values())
-    if gone > 0.01:
-        out["(threads gone)"] = gone
-    return out

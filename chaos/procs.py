@@ -209,3 +209,23 @@ def spawn(name: str, argv: Sequence[str], cgroup_dir: Path | None = None, nice: 
                   ready_pattern=ready_pattern)
     child.start_reader(log_path)
     return child
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """CPU time (s) of this process's live threads so far, summed by thread name, and of
+    those gone (the process's total minus the live ones): what the harness itself cost."""
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                run_ns = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        out[comm] = out.get(comm, 0.0) + run_ns / 1e9
+    times = os.times()  # the whole process, threads gone included (clock ticks)
+    gone = times.user + times.system - sum(out.values())
+    if gone > 0.01:
+        out["(threads gone)"] = gone
+    return out

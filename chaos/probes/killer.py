@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chaos.probes.taskstats import Delays, Taskstats
+from chaos.procfiles import open_ro, reread
 from chaos.procname import set_thread_name
 
 RECLAIM_FRAMES = ("throttle_direct_reclaim", "__alloc_pages_slowpath", "try_to_free_pages",
@@ -55,29 +56,16 @@ class _ThreadFiles:
 
     def __init__(self, pid: int, tid: int) -> None:
         base = f"/proc/{pid}/task/{tid}"
-        self.fds = {name: _open(f"{base}/{name}") for name in ("stack", "schedstat", "stat")}
+        self.fds = {name: open_ro(f"{base}/{name}") for name in ("stack", "schedstat", "stat")}
 
     def read(self, name: str) -> bytes | None:
-        fd = self.fds.get(name)
-        if fd is None:
-            return None
-        try:
-            return os.pread(fd, 16384, 0)
-        except OSError:  # the thread is gone
-            return None
+        return reread(self.fds.get(name))  # None: the thread is gone
 
     def close(self) -> None:
         for fd in self.fds.values():
             if fd is not None:
                 os.close(fd)
         self.fds = {}
-
-
-def _open(path: str | Path) -> int | None:
-    try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
 
 
 @dataclass
@@ -98,8 +86,8 @@ class KillerProbe:
 
     def __post_init__(self) -> None:
         self._files: dict[int, _ThreadFiles] = {}  # live killer threads
-        self._procs_fd = _open(self.cgroup / "cgroup.procs")
-        self._cpu_stat_fd = _open(self.cgroup / "cpu.stat")
+        self._procs_fd = open_ro(self.cgroup / "cgroup.procs")
+        self._cpu_stat_fd = open_ro(self.cgroup / "cpu.stat")
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chaos-killer-probe",
                                         daemon=True)
@@ -118,11 +106,11 @@ class KillerProbe:
         return set(self.threads)
 
     def _pids(self) -> list[int]:
-        text = _pread(self._procs_fd)
+        text = reread(self._procs_fd)
         return [int(p) for p in text.split()] if text else []
 
     def _throttled(self) -> int | None:
-        for line in (_pread(self._cpu_stat_fd) or b"").splitlines():
+        for line in (reread(self._cpu_stat_fd) or b"").splitlines():
             key, _, value = line.partition(b" ")
             if key == b"throttled_usec":
                 return int(value)
@@ -252,15 +240,6 @@ class KillerProbe:
         if self.throttled_first_us is None or self.throttled_last_us is None:
             return 0.0
         return round((self.throttled_last_us - self.throttled_first_us) / 1000, 3)
-
-
-def _pread(fd: int | None) -> bytes | None:
-    if fd is None:
-        return None
-    try:
-        return os.pread(fd, 65536, 0)
-    except OSError:
-        return None
 
 
 def _majflt(stat: bytes | None) -> int | None:

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from chaos.procfiles import open_ro, pread_all
 from chaos.procname import set_thread_name
 
 
@@ -59,14 +60,13 @@ class LogTail:
         open-seek-read-close every 20 ms cost this SCHED_FIFO thread ~0.4 ms a poll under
         emulation, beside the victims whose death it watches)."""
         if self._fd is None:
-            try:
-                self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
+            self._fd = open_ro(self.path)
+            if self._fd is None:
                 return
         try:
             if os.fstat(self._fd).st_size <= self._offset:
                 return
-            data = os.pread(self._fd, 1 << 20, self._offset)
+            data = pread_all(self._fd, self._offset)
         except OSError:
             return
         if not data:

@@ -7,7 +7,8 @@ import threading
 import time
 from pathlib import Path
 
-from chaos.procname import set_thread_name, thread_cpu_s
+from chaos.procname import set_thread_name
+from chaos.procs import thread_cpu_s
 
 
 def burn(name: str, then: threading.Event | None = None) -> None:
