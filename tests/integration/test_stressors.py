@@ -78,6 +78,8 @@ class Signatures:
             if not (redo and data.get("panicked")):
                 break
             again = self._guest(runtime, redo, f"{runtime}-again{attempt}")
+            for key, value in again.items():  # a guest that died before its first write
+                data.setdefault(key, value)  # left no engine_start_s, kernel, thp, ...
             kept = [c for c in data.get("cases", []) if c["case"] in clean]
             data["cases"] = kept + again.get("cases", [])
             data["failure"] = f"{again['failure']} (guest before: {data['failure']})"
