@@ -36,6 +36,22 @@ def test_an_int3_oops_under_emulation_without_a_result_is_the_emulator(tmp_path:
     assert not guest_fault(INT3, tmp_path, "tcg")
 
 
+DOUBLE_FAULT = """[   15.677637] traps: PANIC: double fault, error_code: 0x0
+[   15.679116] Oops: double fault: 0000 [#1] PREEMPT SMP NOPTI
+[   15.680571] RSP: 0018:ff5488a2804bb8d0 EFLAGS: {eflags}
+[   15.682696] RSP: 002b:00007ffdaef53ae8 EFLAGS: 00000246 ORIG_RAX: 0000000000000038
+[   15.683530] Kernel panic - not syncing: Fatal exception in interrupt"""
+
+
+def test_an_oops_with_an_eflags_no_cpu_can_hold_is_the_emulator(tmp_path: Path) -> None:
+    (tmp_path / "stdout").write_text("chaos-agent: progress pressing\n")  # mid-scenario
+    corrupt = DOUBLE_FAULT.format(eflags="9c039ba2")  # from a fork_storm run under TCG
+    assert guest_fault(corrupt, tmp_path, "tcg")
+    assert not guest_fault(corrupt, tmp_path, "kvm")  # real hardware: a finding
+    assert not guest_fault(DOUBLE_FAULT.format(eflags="00010246"), tmp_path, "tcg")
+    assert not guest_fault(DOUBLE_FAULT.format(eflags="00200246"), tmp_path, "tcg")  # ID
+
+
 def test_any_kernel_fault_before_the_scenario_began_is_not_a_finding(tmp_path: Path) -> None:
     assert guest_fault("BUG: unable to handle page fault", tmp_path, "kvm")
     (tmp_path / "stdout").write_text("chaos-agent: progress pressing\n")
