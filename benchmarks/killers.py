@@ -10,7 +10,9 @@ results are kept (--results-dir) so `chaos report` can render them.
 Columns: pass = verdicts passed / runs; flake = share of runs whose verdict differs
 from the most common one (10 repeats of a healthy scenario: the stability check);
 ttk = time-to-kill p50 (p95) in ms over the runs where the victim died (danger to
-victim gone); detect = its first part, danger to the fatal signal (the killer's own
+victim gone); early = runs in which the victim was signalled before the danger line (or
+danger never came): their ttk is the victim's teardown alone, not a race from danger;
+detect = its first part, danger to the fatal signal (the killer's own
 share; the rest is the victim's exit, the kernel's work);
 teardown cpu / wait / reclaim / steal = that exit's p50s from the victim's context switches:
 on a CPU (the kernel freeing its pages), runnable but waiting for a CPU, and the rest of a
@@ -23,6 +25,8 @@ reclaim = the killer's direct-reclaim episodes summed over runs (tracepoints)
 and their total ms; majflt = the killer's major page faults after ready, summed over
 runs (its own pages evicted and read back), and how many of them fell around danger;
 reasons = the failure codes seen. Percentiles are the report's (chaos.report.stats).
+Then, per scenario, oomguard's ttk p50 against half the best other killer's (issue #7).
+--from DIR re-renders both tables from kept results, without running anything.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chaos import catalogue, kernels
+from chaos.probes.phases import acted_before_danger
 from chaos.report.stats import Spread
 from chaos.result import Result
 from chaos.scenario import KillerSpec, Params
@@ -57,10 +62,13 @@ class Row:
     killer: str
     results: list[Result] = field(default_factory=list)
 
+    def results_ttk(self) -> list[float | None]:
+        return [r.metrics.time_to_kill_ms for r in self.results]
+
     def cells(self) -> tuple[str, ...]:
         rs = self.results
         passed = sum(r.verdict.passed for r in rs)
-        ttk_s = p50_p95([r.metrics.time_to_kill_ms for r in rs])
+        ttk_s = p50_p95(self.results_ttk())
         detect_s = p50_p95([r.metrics.detect_ms for r in rs])
         teardown_s = " / ".join(p50([getattr(r.metrics, k) for r in rs]) for k in (
             "victim_teardown_on_cpu_ms", "victim_teardown_runnable_ms",
@@ -77,7 +85,9 @@ class Row:
         reasons = Counter(c for r in rs for c in r.verdict.reasons)
         verdicts = Counter(",".join(r.verdict.reasons) or "PASS" for r in rs)
         flake = 1 - verdicts.most_common(1)[0][1] / len(rs) if rs else 0.0
-        return (self.scenario, self.killer, f"{passed}/{len(rs)}", f"{flake:.0%}", ttk_s, detect_s,
+        early = sum(acted_before_danger(r.t0_ns, r.victims) for r in rs)
+        return (self.scenario, self.killer, f"{passed}/{len(rs)}", f"{flake:.0%}", ttk_s,
+                str(early), detect_s,
                 teardown_s, behind_s or "-",
                 ",".join(f"{k}:{n}" for k, n in sorted(who.items())),
                 f"{episodes} / {reclaim_ms:.0f} ms", f"{majflt} / {majflt_window}",
@@ -85,16 +95,62 @@ class Row:
 
 
 def table(rows: list[Row]) -> str:
-    header = ("scenario", "killer", "pass", "flake", "ttk p50 (p95) ms",
+    header = ("scenario", "killer", "pass", "flake", "ttk p50 (p95) ms", "early",
               "detect p50 (p95) ms", "teardown cpu / wait / reclaim / steal", "waited behind",
               "who killed",
               "killer reclaim", "majflt / near danger",
               "reasons")
-    lines = [header] + [r.cells() for r in rows]
+    return columns(header, [r.cells() for r in rows])
+
+
+def columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    lines = [header, *rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+def halves(rows: list[Row]) -> str:
+    """Per scenario: is oomguard's ttk p50 at most half the best other killer's? Runs in
+    which that other killer acted before danger are counted, so a "no" can be read."""
+    out: list[tuple[str, ...]] = []
+    for scenario in dict.fromkeys(r.scenario for r in rows):
+        ours = [r for r in rows if r.scenario == scenario and r.killer.startswith("oomguard")]
+        others = [(Spread.of(r.results_ttk()).p50, r) for r in rows
+                  if r.scenario == scenario and not r.killer.startswith("oomguard")]
+        timed = [(p50, r) for p50, r in others if p50 is not None]
+        if len(ours) != 1 or not timed:
+            continue
+        mine = Spread.of(ours[0].results_ttk()).p50
+        best, other = min(timed, key=lambda pair: pair[0])
+        early = sum(acted_before_danger(x.t0_ns, x.victims) for x in other.results)
+        verdict = "-" if mine is None else ("yes" if mine <= best / 2 else "no")
+        out.append((scenario, "-" if mine is None else f"{mine:.0f}",
+                    f"{best:.0f} ({other.killer})", f"{best / 2:.0f}", verdict,
+                    f"{early} of {len(other.results)}"))
+    header = ("scenario", "oomguard ttk p50", "best other p50", "half", "oomguard <= half",
+              "best other acted before danger")
+    return columns(header, out)
+
+
+def _run_order(path: Path) -> tuple[str, int]:
+    """A session names its runs RUNID.N--SCENARIO.json, N counting up."""
+    first = path.name.split("--")[0]
+    n = first.rsplit(".", 1)[-1]
+    return str(path.parent), int(n) if n.isdigit() else 0
+
+
+def from_dirs(dirs: list[Path]) -> list[Row]:
+    """Rows from kept results: one per scenario and killer (with its options)."""
+    rows: dict[tuple[str, str], Row] = {}
+    for path in sorted((p for d in dirs for p in d.glob("*--*.json")), key=_run_order):
+        r = Result.read(path)
+        killer = r.spec.get("killer", {})
+        label = killer.get("name", "?") + "".join(
+            f" {k}={v}" for k, v in sorted(killer.get("options", {}).items()))
+        rows.setdefault((r.scenario, label), Row(r.scenario, label)).results.append(r)
+    return list(rows.values())
 
 
 def main() -> int:
@@ -112,7 +168,21 @@ def main() -> int:
     ap.add_argument("--oomguard-option", action="append", default=[], metavar="KEY=VALUE",
                     help="an OomguardOptions field for every oomguard run, e.g. reap_after_ms=500")
     ap.add_argument("--results-dir", type=Path, default=Path("results/benchmarks"))
+    ap.add_argument("--from", dest="from_dirs", action="append", default=[], type=Path,
+                    metavar="DIR", help="print the tables from the results kept in DIR "
+                    "(a run directory; repeatable) instead of running")
     a = ap.parse_args()
+    if a.from_dirs:
+        missing = [str(d) for d in a.from_dirs if not d.is_dir()]
+        if missing:
+            print(f"killers.py: no such results directory: {', '.join(missing)}",
+                  file=sys.stderr)
+            return 2
+        kept = from_dirs(a.from_dirs)
+        print(table(kept))
+        print()
+        print(halves(kept))
+        return 0
     extra: Params = {}
     for item in a.oomguard_option:
         key, _, value = item.partition("=")
@@ -143,6 +213,8 @@ def main() -> int:
                 rows.append(row)
         print(f"kernel {kernel.release}, results in {session.run_dir}")
     print(table(rows))
+    print()
+    print(halves(rows))
     return 0
 
 

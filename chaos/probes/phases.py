@@ -84,6 +84,15 @@ def effective_t0(t0_ns: int | None, dead: list[VictimOutcome]) -> int | None:
     return t0_ns
 
 
+def acted_before_danger(t0_ns: int | None, victims: list[VictimOutcome]) -> bool:
+    """The fatal signal to an expected victim came before the danger line (or danger was
+    never reached): such a time-to-kill is the victim's teardown alone, not a race from
+    danger, and a side-by-side must say so."""
+    dead = [v for v in victims if v.expected and v.died]
+    first_signal = first_signal_ns(dead)
+    return first_signal is not None and (t0_ns is None or first_signal < t0_ns)
+
+
 def fill_phases(m: Metrics, t0_ns: int | None, victims: list[VictimOutcome],
                 recovered_ns: int | None) -> int | None:
     """Fill detect/teardown/time-to-kill/recover; returns the effective t0 (or None)."""

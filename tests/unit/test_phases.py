@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chaos.probes.phases import (
+    acted_before_danger,
     cpu_split,
     fill_phases,
     fill_reclaim,
@@ -35,6 +36,14 @@ def test_killer_acting_before_danger_has_zero_detect() -> None:
     m = Metrics()
     t0 = fill_phases(m, 1300 * MS, [victim()], None)
     assert t0 == 1200 * MS and m.detect_ms == 0.0 and m.time_to_kill_ms == 290.0
+
+
+def test_a_kill_before_danger_or_without_danger_is_told_apart() -> None:
+    assert acted_before_danger(1300 * MS, [victim()])  # signal at 1200
+    assert acted_before_danger(None, [victim()])  # danger never came
+    assert not acted_before_danger(1000 * MS, [victim()])
+    assert not acted_before_danger(None, [victim(died=False, signal_t_ns=None)])
+    assert not acted_before_danger(1300 * MS, [victim(expected=False)])  # a bystander
 
 
 def test_no_phases_while_a_victim_lives() -> None:
