@@ -340,8 +340,14 @@ class Daemon:
                 self.failed[chosen.key] = (until, f"kill failed: {e}")
                 return
             self._log_signal(victim)
-            self.log.emit("mrelease", target=victim.label, results=mrelease(victim))
-            self._wait(victim)
+            gone = 0
+            reap_after_ns = self.cfg.policy.reap_after_ms * 1_000_000
+            if reap_after_ns:
+                gone = wait_gone(victim, reap_after_ns, self._step_ms(), self.beat)
+            if not gone:
+                self.log.emit("mrelease", target=victim.label, results=mrelease(victim),
+                              after_ms=round((time.monotonic_ns() - victim.sent_ns) / 1e6, 3))
+            self._wait(victim, gone)
 
     def _kill(self, c: Candidate) -> Victim:
         if c.pid:
@@ -375,11 +381,14 @@ class Daemon:
                 )
             self._wait(victim)
 
-    def _wait(self, victim: Victim) -> None:
-        """One kill at a time: follow this victim until gone (or timeout) before the next."""
+    def _step_ms(self) -> int:
+        return max(1, min(self.cfg.interval_ms, 50))
+
+    def _wait(self, victim: Victim, gone: int = 0) -> None:
+        """One kill at a time: follow this victim until gone (or timeout) before the next;
+        ``gone``: it was already seen gone then."""
         timeout_ns = self.cfg.policy.kill_timeout_ms * 1_000_000
-        step_ms = max(1, min(self.cfg.interval_ms, 50))
-        gone = wait_gone(victim, timeout_ns, step_ms, self.beat)
+        gone = gone or wait_gone(victim, timeout_ns, self._step_ms(), self.beat)
         if gone:
             self.log.emit(
                 "exit",

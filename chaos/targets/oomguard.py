@@ -43,6 +43,7 @@ class OomguardOptions:
     select: str = "size"
     kill_timeout_ms: int = 5000
     leader_first_ms: int = 20  # 0 = the whole group at once
+    reap_after_ms: int = 0  # process_mrelease a victim still there this long after (0 = at once)
     dry_run: bool = False
     guard_mlockall: bool = True
     guard_prefault_heap: bool = True
@@ -108,6 +109,7 @@ class OomguardTarget(Target):
                 f"protect_pids = [{', '.join(str(p) for p in layout.harness_pids)}]",
                 f"kill_timeout_ms = {o.kill_timeout_ms}",
                 f"leader_first_ms = {o.leader_first_ms}",
+                f"reap_after_ms = {o.reap_after_ms}",
                 f"dry_run = {_b(o.dry_run)}", "", "[guards]"]
         for guard in GUARDS:
             on = bool(getattr(o, f"guard_{guard}"))

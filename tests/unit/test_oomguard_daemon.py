@@ -248,6 +248,24 @@ def test_floor_trigger_kills_the_configured_pid(
     assert events[-1]["event"] == "stop" and events[-1]["reason"] == "SIGTERM"
 
 
+def test_a_victim_gone_within_reap_after_ms_is_not_reaped(tmp_path: Path, spawn: Spawn) -> None:
+    """process_mrelease is for a victim that cannot free its own memory; one that exits
+    within ``reap_after_ms`` of its SIGKILL is left to do so (no reap contending)."""
+    child = spawn()
+    cfg = {
+        "detect": {"mem_available_min_pct": 100},
+        "policy": {"pids": [child.pid], "reap_after_ms": 3000},
+        "guards": QUIET,
+    }
+    with Oomguard(tmp_path, cfg) as og:
+        og.wait_event("exit", target=f"pid:{child.pid}")
+        assert child.wait(timeout=5) == -signal.SIGKILL
+        assert og.stop() == 0
+    events = og.events()
+    assert "signal" in names(events) and "mrelease" not in names(events)
+    assert float(str(first(events, "exit")["after_ms"])) < 3000
+
+
 def test_protect_pids_patterns_and_adj_are_honoured(tmp_path: Path, spawn: Spawn) -> None:
     by_pid, by_comm, victim = spawn(), spawn("tail", "-f", "/dev/null"), spawn()
     kids = [by_pid, by_comm, victim]
