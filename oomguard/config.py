@@ -64,7 +64,7 @@ class Policy:
     leader_first_ms: int = 20
     # process_mrelease a victim still there this long after its signal (0 = at once):
     # a victim that can run frees its own memory, and a reap beside it only contends
-    reap_after_ms: int = 0
+    reap_after_ms: int = 50
 
     @property
     def mode(self) -> str:
@@ -264,7 +264,7 @@ def _policy(t: _Table) -> Policy:
         cooldown_ms=t.get("cooldown_ms", _int(0, 600_000), 0),
         dry_run=t.get("dry_run", _bool, False),
         leader_first_ms=t.get("leader_first_ms", _int(0, 1000), 20),
-        reap_after_ms=t.get("reap_after_ms", _int(0, 600_000), 0),
+        reap_after_ms=t.get("reap_after_ms", _int(0, 600_000), 50),
     )
     t.done()
     if p.cgroups and p.pids:

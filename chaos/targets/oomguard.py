@@ -43,7 +43,7 @@ class OomguardOptions:
     select: str = "size"
     kill_timeout_ms: int = 5000
     leader_first_ms: int = 20  # 0 = the whole group at once
-    reap_after_ms: int = 0  # process_mrelease a victim still there this long after (0 = at once)
+    reap_after_ms: int = 50  # process_mrelease a victim still there this long after (0 = at once)
     dry_run: bool = False
     guard_mlockall: bool = True
     guard_prefault_heap: bool = True

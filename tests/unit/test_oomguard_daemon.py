@@ -209,7 +209,7 @@ def test_floor_trigger_kills_the_configured_pid(
     child = spawn()
     cfg = {
         "detect": {"mem_available_min_pct": 100},
-        "policy": {"pids": [child.pid], "kill_timeout_ms": 5000},
+        "policy": {"pids": [child.pid], "kill_timeout_ms": 5000, "reap_after_ms": 0},
         "guards": {**QUIET, "pread_fds": pread_fds},
     }
     with SignalTrace([child.pid]) as trace, Oomguard(tmp_path, cfg) as og:
