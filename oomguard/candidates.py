@@ -95,10 +95,12 @@ class ProcessSource:
             except OSError:
                 return None
 
-    def refresh(self) -> list[Candidate]:
+    def refresh(self, discover: bool = True) -> list[Candidate]:
+        """``discover=False``: re-read the processes already known, list no new ones (the
+        danger path; discovery is the tick's job)."""
         out: list[Candidate] = []
         seen: set[int] = set()
-        for pid in self._pids():
+        for pid in self._pids() if discover else list(self.procs):
             if pid == self.self_pid or pid == 1:
                 continue
             seen.add(pid)
@@ -223,9 +225,11 @@ class CgroupSource:
             found.update(p.rstrip("/") for p in glob.glob(pat) if os.path.isdir(p))
         return sorted(found)
 
-    def refresh(self) -> list[Candidate]:
+    def refresh(self, discover: bool = True) -> list[Candidate]:
+        """``discover=False``: re-read the cgroups already known, no glob (the danger path;
+        in a guest the glob took 2.7 ms, reading two cgroups 0.06 ms)."""
         out: list[Candidate] = []
-        paths = self._paths()
+        paths = self._paths() if discover else list(self.cgroups)
         for gone in set(self.cgroups) - set(paths):
             self.cgroups.pop(gone).close()
         for path in paths:

@@ -197,8 +197,8 @@ class Daemon:
                 self.quiet = False  # a calm tick ends the danger episode
                 self._maybe_collect(now)
         if triggers and now >= self.cooldown_until and not self.stopping:
-            if not tick:
-                self._refresh()  # choose from sizes read now, not at the last tick
+            if not tick:  # choose from sizes read now, not at the last tick; the candidates
+                self._refresh(discover=False)  # themselves are the tick's (no glob here)
             self._act(triggers)
         return next_tick
 
@@ -235,10 +235,10 @@ class Daemon:
             self.log.emit("error", where="floor", error=str(e))
             return None
 
-    def _refresh(self) -> None:
+    def _refresh(self, discover: bool = True) -> None:
         assert self.source is not None
         try:
-            self.cands = self.source.refresh()
+            self.cands = self.source.refresh(discover)
         except OSError as e:
             self.log.emit("error", where="refresh", error=str(e))
             return

@@ -80,6 +80,37 @@ def test_process_source_all_processes_skips_self_init_and_kernel_threads(spawn: 
     assert kthreads == set()
 
 
+def test_without_discovery_only_known_processes_are_read(spawn: Spawn) -> None:
+    """The danger path re-reads sizes but lists no new processes (the tick does)."""
+    known = spawn()
+    src = ProcessSource((), keep=True, want_score=False)
+    try:
+        assert known.pid in {c.pid for c in src.refresh()}
+        late = spawn()
+        quick = {c.pid for c in src.refresh(discover=False)}
+        assert known.pid in quick and late.pid not in quick
+        known.kill()
+        known.wait()
+        assert known.pid not in {c.pid for c in src.refresh(discover=False)}
+        assert late.pid in {c.pid for c in src.refresh()}
+    finally:
+        src.close()
+
+
+def test_without_discovery_only_known_cgroups_are_read(spawn: Spawn, cg2: Path) -> None:
+    child = spawn()
+    move(child.pid, cg2 / "work" / "old")
+    src = CgroupSource((f"{cg2}/work/*",), True, want_score=False)
+    try:
+        (c,) = src.refresh()
+        other = spawn()
+        move(other.pid, cg2 / "work" / "new")
+        assert [x.key for x in src.refresh(discover=False)] == [c.key]
+        assert {x.key for x in src.refresh()} == {c.key, str(cg2 / "work" / "new")}
+    finally:
+        src.close()
+
+
 @pytest.mark.parametrize("keep", [True, False], ids=["pread_fds", "naive"])
 def test_cgroup_source_lists_populated_cgroups(spawn: Spawn, cg2: Path, keep: bool) -> None:
     child = spawn()
