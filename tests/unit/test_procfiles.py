@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from chaos.procfiles import CHUNK, open_ro, pread_all, reread
@@ -29,9 +30,15 @@ def test_a_proc_file_reread_gives_current_contents() -> None:
     assert fd is not None
     try:
         first = reread(fd)
-        sum(range(200_000))  # burn a little CPU: the run time moves
-        again = reread(fd)
-        assert first and again and int(again.split()[0]) > int(first.split()[0])
+        assert first
+        again: bytes | None = first
+        for _ in range(50):  # the kernel adds run time at a tick or a switch, not per read:
+            sum(range(200_000))  # burn a little CPU, then sleep (a switch), then look
+            time.sleep(0.001)
+            again = reread(fd)
+            if again and int(again.split()[0]) > int(first.split()[0]):
+                break
+        assert again and int(again.split()[0]) > int(first.split()[0])
     finally:
         os.close(fd)
 
