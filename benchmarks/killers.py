@@ -40,6 +40,7 @@ from pathlib import Path
 from chaos import catalogue, kernels
 from chaos.probes.phases import acted_before_danger
 from chaos.report.stats import Spread
+from chaos.report.store import load
 from chaos.result import Result
 from chaos.scenario import KillerSpec, Params
 from chaos.session import Session, TestbedChoice
@@ -134,18 +135,20 @@ def halves(rows: list[Row]) -> str:
     return columns(header, out)
 
 
-def _run_order(path: Path) -> tuple[str, int]:
-    """A session names its runs RUNID.N--SCENARIO.json, N counting up."""
-    first = path.name.split("--")[0]
-    n = first.rsplit(".", 1)[-1]
-    return str(path.parent), int(n) if n.isdigit() else 0
+def _run_order(run_id: str) -> tuple[str, int]:
+    """A session numbers its runs SESSION.N, N counting up."""
+    session, _, n = run_id.rpartition(".")
+    return session, int(n) if n.isdigit() else 0
 
 
 def from_dirs(dirs: list[Path]) -> list[Row]:
-    """Rows from kept results: one per scenario and killer (with its options)."""
+    """Rows from kept results (the report's loader): one per scenario and killer (with
+    its options), in the order they ran."""
+    store = load(dirs)
+    for bad in store.unreadable:
+        print(f"killers.py: skipped {bad.path}: {bad.problem}", file=sys.stderr)
     rows: dict[tuple[str, str], Row] = {}
-    for path in sorted((p for d in dirs for p in d.glob("*--*.json")), key=_run_order):
-        r = Result.read(path)
+    for r in sorted((x.result for x in store.results), key=lambda r: _run_order(r.run_id)):
         killer = r.spec.get("killer", {})
         label = killer.get("name", "?") + "".join(
             f" {k}={v}" for k, v in sorted(killer.get("options", {}).items()))

@@ -88,9 +88,8 @@ def acted_before_danger(t0_ns: int | None, victims: list[VictimOutcome]) -> bool
     """The fatal signal to an expected victim came before the danger line (or danger was
     never reached): such a time-to-kill is the victim's teardown alone, not a race from
     danger, and a side-by-side must say so."""
-    dead = [v for v in victims if v.expected and v.died]
-    first_signal = first_signal_ns(dead)
-    return first_signal is not None and (t0_ns is None or first_signal < t0_ns)
+    t0 = effective_t0(t0_ns, [v for v in victims if v.expected and v.died])
+    return t0 is not None and t0 != t0_ns
 
 
 def fill_phases(m: Metrics, t0_ns: int | None, victims: list[VictimOutcome],

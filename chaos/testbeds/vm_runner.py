@@ -35,6 +35,8 @@ def impossible_registers(console: str) -> bool:
     set): the emulator corrupted the vCPU's state. Seen once under multi-threaded TCG
     in 72 runs: a double fault in __kmalloc_node_noprof with EFLAGS 9c039ba2."""
     return any(int(v, 16) & ~EFLAGS_DEFINED for v in _EFLAGS.findall(console))
+
+
 # Guests a run may take when the emulator, not the scenario, kills them (guest_fault):
 # one CI run of ~60 guests had 5 such faults, two of them in a row in one cell.
 GUEST_ATTEMPTS = 3
