@@ -51,6 +51,7 @@ class Daemon:
         self.wd_key: tuple[str, int] | None = None
         self.results: dict[str, G.GuardResult] = {}
         self.cands: list[Candidate] = []
+        self.read_ns = 0  # when self.cands were read: a decision logs it
         self.decision: Decision | None = None
         self.cooldown_until = 0
         self.quiet = False  # "no_candidate" already logged for this danger episode
@@ -236,11 +237,17 @@ class Daemon:
             return None
 
     def _refresh(self, discover: bool = True) -> None:
+        """Read the candidates (``discover``: look for new ones too) and, on the tick, rank
+        them for the watchdog. On the danger path (discover=False) _act ranks them itself,
+        and the watchdog is re-pointed after the kill."""
         assert self.source is not None
         try:
             self.cands = self.source.refresh(discover)
+            self.read_ns = time.monotonic_ns()
         except OSError as e:
             self.log.emit("error", where="refresh", error=str(e))
+            return
+        if not discover:
             return
         self.decision = rank(self.cands, self.rules)
         if self.wd is not None:
@@ -306,39 +313,30 @@ class Daemon:
             if self.wd is not None and self.wd.fired is not None:
                 return  # the watchdog got there first; followed next iteration
             d = self._choose()
+            decided_ns = time.monotonic_ns()
             if d.chosen is None and self.quiet:
                 return  # still nothing to kill: said so once for this episode
-            for t in triggers:
-                self.log.emit("trigger", source=t.source, seen_ns=t.seen_ns, **t.fields)
-            shown = [r.as_log() for r in (d.ranked + d.excluded)[:LOG_CANDIDATES]]
             if d.chosen is None:
-                self.log.emit("no_candidate", reason=d.reason, candidates=shown)
+                self._log_choice(triggers, d, decided_ns)
                 self.quiet = True
                 return
             self.quiet = False
             chosen = d.chosen.cand
-            self.log.emit(
-                "decision",
-                triggers=[t.source for t in triggers],
-                select=self.rules.select,
-                chosen=d.chosen.as_log(),
-                reason=d.reason,
-                count=len(d.ranked) + len(d.excluded),
-                candidates=shown,
-                dry_run=self.cfg.policy.dry_run,
-            )
             if self.cfg.policy.dry_run:
+                self._log_choice(triggers, d, decided_ns)
                 pause = max(self.cfg.policy.cooldown_ms, self.cfg.policy.kill_timeout_ms)
                 self.cooldown_until = time.monotonic_ns() + pause * 1_000_000
                 return
             try:
                 victim = self._kill(chosen)
             except (KillError, OSError) as e:
+                self._log_choice(triggers, d, decided_ns)
                 self.log.emit("error", where="kill", target=chosen.key, error=str(e))
                 # Skip it for a while, so the next trigger picks someone else.
                 until = time.monotonic_ns() + self.cfg.policy.kill_timeout_ms * 1_000_000
                 self.failed[chosen.key] = (until, f"kill failed: {e}")
                 return
+            self._log_choice(triggers, d, decided_ns)
             self._log_signal(victim)
             gone = 0
             reap_after_ns = self.cfg.policy.reap_after_ms * 1_000_000
@@ -348,6 +346,30 @@ class Daemon:
                 self.log.emit("mrelease", target=victim.label, results=mrelease(victim),
                               after_ms=round((time.monotonic_ns() - victim.sent_ns) / 1e6, 3))
             self._wait(victim, gone)
+
+    def _log_choice(self, triggers: list[Trigger], d: Decision, decided_ns: int) -> None:
+        """The triggers and the decision, stamped with when it was made. Written after the
+        kill, not before it: the decision's line (JSON of the first candidates) cost
+        milliseconds under emulation, between the danger and the signal."""
+        for t in triggers:
+            self.log.emit("trigger", t_ns=decided_ns, source=t.source, seen_ns=t.seen_ns,
+                          **t.fields)
+        shown = [r.as_log() for r in (d.ranked + d.excluded)[:LOG_CANDIDATES]]
+        if d.chosen is None:
+            self.log.emit("no_candidate", t_ns=decided_ns, reason=d.reason, candidates=shown)
+            return
+        self.log.emit(
+            "decision",
+            t_ns=decided_ns,
+            triggers=[t.source for t in triggers],
+            select=self.rules.select,
+            chosen=d.chosen.as_log(),
+            reason=d.reason,
+            count=len(d.ranked) + len(d.excluded),
+            candidates=shown,
+            dry_run=self.cfg.policy.dry_run,
+            read_ns=self.read_ns,
+        )
 
     def _kill(self, c: Candidate) -> Victim:
         if c.pid:

@@ -699,3 +699,54 @@ def test_watchdog_kills_when_the_main_loop_is_stuck(tmp_path: Path, spawn: Spawn
     sig = first(og.events(), "signal")
     assert sig["source"] == "watchdog" and sig["method"] == "pidfd_send_signal"
     assert gone["target"] == f"pid:{child.pid}"
+
+
+def test_a_stuck_log_reader_does_not_hold_up_the_kill(
+    tmp_path: Path, spawn: Spawn, cg2: Path
+) -> None:
+    """The log goes to a pipe whose reader stops reading (a wedged journald, a full
+    terminal): the kill is sent first, and the trigger and decision lines wait for it."""
+    work = cg2 / "workload"
+    work.mkdir()
+    victim = spawn()
+    cfg: dict[str, object] = {
+        "log": "-",
+        "detect": {"mem_available_min_pct": 100},
+        "policy": {"cgroups": [f"{work}/*"], "reap_after_ms": 0},
+        "guards": QUIET,
+    }
+    r, w = os.pipe()
+    try:
+        with Oomguard(tmp_path, cfg, stdout=w) as og:
+            seen = b""
+            deadline = time.monotonic() + 20
+            while b'"no_candidate"' not in seen:  # in danger, nothing to kill yet
+                assert og.proc is not None and og.proc.poll() is None, seen[-2000:]
+                assert time.monotonic() < deadline, seen[-2000:]
+                if select.select([r], [], [], 0.1)[0]:
+                    seen += os.read(r, 65536)
+            os.set_blocking(w, False)  # fill the pipe: oomguard's next write blocks
+            try:
+                while True:
+                    os.write(w, b"x" * 4096)
+            except BlockingIOError:
+                pass
+            os.set_blocking(w, True)
+            move(victim.pid, work / "victim")
+            assert victim.wait(timeout=10) == -signal.SIGKILL
+            drained = b""
+            while b'"exit"' not in drained:  # unstick it, then it logs what it did
+                assert og.proc is not None and og.proc.poll() is None
+                if select.select([r], [], [], 10)[0]:
+                    drained += os.read(r, 65536)
+            drained = drained.lstrip(b"x")  # the filler ahead of oomguard's lines
+            lines = [json.loads(x) for x in drained.split(b"\n") if x]
+    finally:
+        os.close(r)
+        os.close(w)
+    want = ["trigger", "decision", "signal", "exit"]
+    assert [e["event"] for e in lines if e["event"] in want][:4] == want
+    trig, decision, sig = (first(lines, n) for n in want[:3])
+    assert trig["t_ns"] == decision["t_ns"] <= sig["sent_ns"]  # stamped when decided
+    assert decision["read_ns"] <= decision["t_ns"]
+    assert decision["chosen"]["id"] == str(work / "victim")
