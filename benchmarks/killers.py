@@ -141,6 +141,14 @@ def _run_order(run_id: str) -> tuple[str, int]:
     return session, int(n) if n.isdigit() else 0
 
 
+def label(killer: str, options: Params) -> str:
+    """A row's name from its killer and options, the same for a live run and a re-render:
+    a guard turned off is "-guard", any other option "key=value"."""
+    parts = [f"-{k.removeprefix('guard_')}" if k.startswith("guard_") and v is False
+             else f"{k}={v}" for k, v in sorted(options.items())]
+    return " ".join([killer, *parts])
+
+
 def from_dirs(dirs: list[Path]) -> list[Row]:
     """Rows from kept results (the report's loader): one per scenario and killer (with
     its options), in the order they ran."""
@@ -150,9 +158,8 @@ def from_dirs(dirs: list[Path]) -> list[Row]:
     rows: dict[tuple[str, str], Row] = {}
     for r in sorted((x.result for x in store.results), key=lambda r: _run_order(r.run_id)):
         killer = r.spec.get("killer", {})
-        label = killer.get("name", "?") + "".join(
-            f" {k}={v}" for k, v in sorted(killer.get("options", {}).items()))
-        rows.setdefault((r.scenario, label), Row(r.scenario, label)).results.append(r)
+        name = label(killer.get("name", "?"), killer.get("options", {}))
+        rows.setdefault((r.scenario, name), Row(r.scenario, name)).results.append(r)
     return list(rows.values())
 
 
@@ -190,27 +197,24 @@ def main() -> int:
     for item in a.oomguard_option:
         key, _, value = item.partition("=")
         extra[key] = int(value) if value.isdigit() else value
-    suffix = "".join(f" {o}" for o in a.oomguard_option)
     kernel = kernels.get(a.kernel)
     if a.ablation:
-        configs: list[tuple[str, str, Params]] = [
-            ("oomguard", f"oomguard (all guards){suffix}", extra)]
-        configs += [("oomguard", f"oomguard -{g}{suffix}", {**extra, f"guard_{g}": False})
-                    for g in (a.guard or GUARDS)]
+        configs: list[tuple[str, Params]] = [("oomguard", extra)]
+        configs += [("oomguard", {**extra, f"guard_{g}": False}) for g in (a.guard or GUARDS)]
     else:
-        configs = [(k, k + suffix, extra) if k == "oomguard" else (k, k, {})
+        configs = [(k, extra if k == "oomguard" else {})
                    for k in (a.killer or ["oomguard", "earlyoom", "oomd"])]
     rows: list[Row] = []
     with Session(results_dir=a.results_dir) as session:
         for name in a.scenario or ["spike"]:
-            for killer, label, options in configs:
-                row = Row(name, label)
+            for killer, options in configs:
+                row = Row(name, label(killer, options))
                 for _ in range(a.repeat):
                     scenario = catalogue.get(name).build(KillerSpec(killer, options), "cgroup")
                     r = session.run(scenario, TestbedChoice(kind="vm", kernel=kernel.package,
                                                               swap_mib=a.swap))
                     row.results.append(r)
-                    print(f"# {name} {label}: {'pass' if r.verdict.passed else 'FAIL'} "
+                    print(f"# {name} {row.killer}: {'pass' if r.verdict.passed else 'FAIL'} "
                           f"{','.join(r.verdict.reasons)} ttk={r.metrics.time_to_kill_ms}",
                           file=sys.stderr, flush=True)
                 rows.append(row)
