@@ -94,6 +94,7 @@ class Daemon:
         try:
             if cfg.policy.cgroups:
                 self.source = CgroupSource(cfg.policy.cgroups, self.keep, want_score)
+                self.veto.lister = self.source.members
             else:
                 self.source = ProcessSource(cfg.policy.pids, self.keep, want_score)
             self.detector.arm()
@@ -376,7 +377,8 @@ class Daemon:
             return kill_process(c.pid, lambda: self._still_same(c))
         assert isinstance(self.source, CgroupSource)
         return kill_cgroup(c.key, self.source.kill_file(c.key), self.source.events_file(c.key),
-                           leader_grace_ms=self.cfg.policy.leader_first_ms)
+                           leader_grace_ms=self.cfg.policy.leader_first_ms,
+                           lister=self.source.members)
 
     def _log_signal(self, v: Victim) -> None:
         self.log.emit(

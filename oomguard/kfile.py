@@ -45,6 +45,16 @@ class KFile:
         with open(self.path, "rb") as f:  # naive daemon: path walk + file object each time
             return f.read(size)
 
+    def read_all(self) -> bytes:
+        """The whole file, however long (a cgroup.procs of thousands of pids)."""
+        if self.fd < 0:
+            with open(self.path, "rb") as f:
+                return f.read()
+        data = b""
+        while chunk := os.pread(self.fd, READ_SIZE, len(data)):
+            data += chunk
+        return data
+
     def write(self, data: bytes) -> None:
         if self.fd >= 0:
             os.write(self.fd, data)

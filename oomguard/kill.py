@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import libc
-from .candidates import first_member, members, populated
+from .candidates import members, populated
 from .kfile import KFile
 
 MAX_SWEEPS = 8  # signal-every-task passes, to catch tasks forked while we kill
@@ -100,12 +100,15 @@ def kill_leader(pid: int, grace_ms: int) -> tuple[int, int] | None:
 
 def kill_cgroup(
     path: str, kill: KFile | None, events: KFile | None, source: str = "main",
-    leader_grace_ms: int = 0,
+    leader_grace_ms: int = 0, lister: Callable[[str], list[int]] = members,
 ) -> Victim:
     """Kill every task in a cgroup subtree: cgroup.kill (after its first-listed process,
-    given leader_grace_ms to exit), or SIGKILL to each task via pidfds."""
+    given leader_grace_ms to exit), or SIGKILL to each task via pidfds. ``lister`` gives
+    the subtree's pids, its own first (CgroupSource.members reads held fds)."""
     first = None
-    leader = first_member(path) if kill is not None and leader_grace_ms else 0
+    leader = 0
+    if kill is not None and leader_grace_ms:
+        leader = next(iter(lister(path)), 0)
     if leader:
         first = kill_leader(leader, leader_grace_ms)
     if kill is not None:
@@ -119,7 +122,7 @@ def kill_cgroup(
             if first is not None:
                 victim.pidfds[leader], victim.sent_ns = first
             victim.events = events
-            for pid in members(path):  # dying tasks are still listed: pin them for mrelease
+            for pid in lister(path):  # dying tasks are still listed: pin them for mrelease
                 fd = _pidfd(pid) if pid not in victim.pidfds else None
                 if fd is not None:
                     victim.pidfds[pid] = fd
@@ -132,7 +135,7 @@ def kill_cgroup(
     if first_error:
         victim.errors.append(first_error)
     for _ in range(MAX_SWEEPS):
-        new = [pid for pid in members(path) if pid not in victim.pidfds]
+        new = [pid for pid in lister(path) if pid not in victim.pidfds]
         if not new:
             break
         for pid in new:

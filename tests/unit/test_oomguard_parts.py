@@ -3,6 +3,7 @@ these tests start themselves: candidate sampling, detection, kill, watchdog."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -15,11 +16,11 @@ import pytest
 from owned import Spawn, move
 
 from chaos.skips import skip_or_fail
-from oomguard.candidates import PF_KTHREAD, CgroupSource, ProcessSource
+from oomguard.candidates import PF_KTHREAD, CgroupSource, ProcessSource, children, members
 from oomguard.config import Detect, PsiTrigger
 from oomguard.detect import ArmError, Detector, MemFloor, parse_pressure
 from oomguard.guards import CAP_SYS_RESOURCE, effective_caps
-from oomguard.kfile import KFile
+from oomguard.kfile import READ_SIZE, KFile
 from oomguard.kill import KillError, kill_cgroup, kill_process, mrelease, wait_gone
 from oomguard.log import JsonLog, RateLimited
 from oomguard.watchdog import Handle, Watchdog
@@ -109,6 +110,62 @@ def test_without_discovery_only_known_cgroups_are_read(spawn: Spawn, cg2: Path) 
         assert {x.key for x in src.refresh()} == {c.key, str(cg2 / "work" / "new")}
     finally:
         src.close()
+
+
+def test_a_parent_star_pattern_lists_what_the_glob_listed(tmp_path: Path) -> None:
+    """'DIR/*' is read with one scandir, not a glob and a stat per entry: same paths."""
+    for d in ("a", "b", ".hidden", "x/deeper"):
+        (tmp_path / "work" / d).mkdir(parents=True)
+    (tmp_path / "work" / "memory.current").write_text("0\n")
+    (tmp_path / "work" / "link").symlink_to(tmp_path / "work" / "a")
+    (tmp_path / "work" / "dangling").symlink_to(tmp_path / "nowhere")
+    want = sorted(p for p in glob.glob(f"{tmp_path}/work/*") if os.path.isdir(p))
+    assert sorted(children(f"{tmp_path}/work")) == want
+    assert [Path(p).name for p in want] == ["a", "b", "link", "x"]
+    assert children(f"{tmp_path}/missing") == []
+    star = CgroupSource((f"{tmp_path}/work/*",), True, want_score=False)
+    magic = CgroupSource((f"{tmp_path}/wor[k]/*",), True, want_score=False)  # the glob
+    assert star._paths() == magic._paths() == want
+
+
+def test_a_known_cgroups_members_come_from_its_held_fds(
+        spawn: Spawn, cg2: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decision and the kill list a cgroup's pids from the cgroup.procs opened at
+    discovery, opening nothing; one with a child cgroup is walked (cgroup.procs lists
+    only its own)."""
+    leaf, parent, child = spawn(), spawn(), spawn()
+    move(leaf.pid, cg2 / "work" / "leaf")
+    move(parent.pid, cg2 / "work" / "parent")
+    move(child.pid, cg2 / "work" / "parent" / "child")
+    src = CgroupSource((f"{cg2}/work/*",), True, want_score=False)
+    try:
+        src.refresh()
+        old = str(cg2 / "work" / "leaf")
+        assert src.members(old) == members(old) == [leaf.pid]
+        nested = str(cg2 / "work" / "parent")
+        assert src.members(nested) == members(nested) == [parent.pid, child.pid]
+        with monkeypatch.context() as m:
+            def no_open(*args: object, **kw: object) -> None:
+                raise AssertionError(f"opened {args[0]}")
+            m.setattr(os, "open", no_open)
+            m.setattr(os, "scandir", no_open)
+            m.setattr("builtins.open", no_open)
+            assert src.members(old) == [leaf.pid]
+            with pytest.raises(AssertionError, match="opened"):
+                src.members(nested)  # the walk opens; shown so the patch is known to work
+    finally:
+        src.close()
+
+
+def test_read_all_reads_past_one_read_size(tmp_path: Path) -> None:
+    data = b"".join(b"%d\n" % i for i in range(READ_SIZE))  # several READ_SIZEs long
+    (tmp_path / "procs").write_bytes(data)
+    for keep in (True, False):
+        kf = KFile(str(tmp_path / "procs"), keep)
+        try:
+            assert kf.read_all() == data
+        finally:
+            kf.close()
 
 
 @pytest.mark.parametrize("keep", [True, False], ids=["pread_fds", "naive"])
