@@ -272,14 +272,12 @@ class CgroupSource:
         (its cgroup.stat says so): the decision and the kill read it, and a path walk
         there is what the pread_fds guard is for. A cgroup with children is walked."""
         cg = self.cgroups.get(path)
-        if cg is None or cg.procs is None or cg.stat is None:
-            return members(path)
         try:
-            if descendants(cg.stat):
-                return members(path)
-            return [int(x) for x in cg.procs.read_all().split()]
+            if cg is not None and cg.procs and cg.stat and not descendants(cg.stat):
+                return [int(x) for x in cg.procs.read_all().split()]
         except (OSError, ValueError):
-            return members(path)
+            pass  # removed under us, or unreadable: the walk says what is there
+        return members(path)
 
     def kill_file(self, path: str) -> KFile | None:
         cg = self.cgroups.get(path)
