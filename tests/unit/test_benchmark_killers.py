@@ -45,3 +45,26 @@ def test_kept_results_re_render_with_the_names_a_live_run_prints(
     half = killers.halves(rows).splitlines()[-1].split()
     # oomguard's p50 35 against oomd's 80: 35 <= 40
     assert half[:6] == ["spike", "35", "80", "(oomd)", "40", "yes"]
+
+
+def test_a_kill_before_danger_is_counted_apart_from_the_races(
+        killers: ModuleType, tmp_path: Path) -> None:
+    """oomd's two runs never reached danger (t0 None): their 20 ms are teardowns, not
+    races, so the race column compares against earlyoom and the last one against oomd."""
+    runs = [("oomguard", 30.0, True), ("oomguard", 40.0, True), ("earlyoom", 100.0, True),
+            ("oomd", 20.0, False), ("oomd", 20.0, False), ("oomd", 300.0, True)]
+    for n, (killer, ttk, danger) in enumerate(runs, 1):
+        r = sample_result(scenario="pagecache", run_id=f"s.{n}", killer=killer, ttk_ms=ttk)
+        r.spec["killer"] = {"name": killer, "options": {}}
+        if not danger:
+            r.t0_ns = None
+        r.write(tmp_path / "run" / f"s.{n}--pagecache.json")
+    rows = killers.from_dirs([tmp_path / "run"])
+    assert [len(killers.raced(r.results)) for r in rows] == [2, 1, 1]
+    assert [len(killers.pre_empted(r.results)) for r in rows] == [0, 0, 2]
+    line = killers.halves(rows).splitlines()[-1]
+    cells = [c.strip() for c in line.split("  ") if c.strip()]
+    # races: 35 against earlyoom's 100 (oomd's one race took 300); with the pre-emptions
+    # oomd's p50 is 20, and 35 > 10
+    assert cells == ["pagecache", "35", "100 (earlyoom)", "50", "yes", "oomd 2 of 3",
+                     "20 (oomd): no"]
