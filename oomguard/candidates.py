@@ -356,7 +356,7 @@ class CgroupVeto:
     """
 
     def __init__(self, protect_pids: frozenset[int], self_pid: int,
-                 lister: Callable[[str], list[int]] = members) -> None:
+                 lister: Callable[[str], list[int]]) -> None:
         self.protect_pids = protect_pids
         self.self_pid = self_pid
         self.lister = lister  # a cgroup's pids (CgroupSource.members: from held fds)

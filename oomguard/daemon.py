@@ -43,7 +43,7 @@ class Daemon:
             self_pid=os.getpid(),
         )
         self.interval_ns = cfg.interval_ms * 1_000_000
-        self.veto = CgroupVeto(self.rules.protect_pids, self.rules.self_pid)
+        self.veto: CgroupVeto | None = None  # cgroup mode: built with its source
         self.detector = Detector(cfg.detect, self.keep)
         self.source: ProcessSource | CgroupSource | None = None
         self.kill_lock = threading.Lock()
@@ -94,7 +94,8 @@ class Daemon:
         try:
             if cfg.policy.cgroups:
                 self.source = CgroupSource(cfg.policy.cgroups, self.keep, want_score)
-                self.veto.lister = self.source.members
+                self.veto = CgroupVeto(self.rules.protect_pids, self.rules.self_pid,
+                                       self.source.members)
             else:
                 self.source = ProcessSource(cfg.policy.pids, self.keep, want_score)
             self.detector.arm()
@@ -208,7 +209,7 @@ class Daemon:
         """Read the top cgroup candidate's new members now, not when its kill is due (only
         on the tick: on the danger path the choice itself scans it)."""
         top = self.decision.chosen.cand if self.decision and self.decision.chosen else None
-        if top is not None and not top.pid:
+        if top is not None and not top.pid and self.veto is not None:
             self.veto.why(top.key)
             self.veto.forget({top.key})
 
@@ -300,7 +301,7 @@ class Daemon:
         vetoes = {key: why for key, (_, why) in self.failed.items()}
         d = rank(self.cands, self.rules, vetoes)
         for _ in range(MAX_VETOES):
-            if d.chosen is None or d.chosen.cand.pid:
+            if d.chosen is None or d.chosen.cand.pid or self.veto is None:
                 break
             why = self.veto.why(d.chosen.cand.key)
             if not why:

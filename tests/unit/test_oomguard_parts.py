@@ -481,7 +481,7 @@ def test_cgroup_veto_reads_each_members_oom_score_adj_once(
     (cg / "child").mkdir(parents=True)
     (cg / "cgroup.procs").write_text("101\n")
     (cg / "child" / "cgroup.procs").write_text("102\n")
-    veto = cands.CgroupVeto(frozenset({7}), self_pid=9)
+    veto = cands.CgroupVeto(frozenset({7}), self_pid=9, lister=cands.members)
     assert veto.why(str(cg)) == "" and sorted(reads) == [101, 102]
     assert veto.why(str(cg)) == "" and len(reads) == 2  # nothing new: nothing read
     (cg / "child" / "cgroup.procs").write_text("102\n103\n")
