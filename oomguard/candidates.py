@@ -173,7 +173,7 @@ class ProcessSource:
 
 class _Cgroup:
     __slots__ = ("path", "current", "min", "low", "events", "kill", "procs", "stat",
-                 "last_size")
+                 "mstat", "last_size")
 
     def __init__(self, path: str, keep: bool) -> None:
         self.path = path
@@ -184,11 +184,12 @@ class _Cgroup:
         self.kill = KFile.maybe(f"{path}/cgroup.kill", keep, write=True)
         self.procs = KFile.maybe(f"{path}/cgroup.procs", keep)
         self.stat = KFile.maybe(f"{path}/cgroup.stat", keep)
+        self.mstat = KFile.maybe(f"{path}/memory.stat", keep)
         self.last_size = -1
 
     def close(self) -> None:
         for kf in (self.events, self.current, self.min, self.low, self.kill, self.procs,
-                   self.stat):
+                   self.stat, self.mstat):
             if kf is not None:
                 kf.close()
 
@@ -283,6 +284,16 @@ class CgroupSource:
         cg = self.cgroups.get(path)
         return cg.kill if cg is not None else None
 
+    def small_anon_bytes(self, path: str) -> int | None:
+        """Anonymous memory in small pages (memory.stat anon - anon_thp), or None."""
+        cg = self.cgroups.get(path)
+        if cg is None or cg.mstat is None:
+            return None
+        try:
+            return small_anon(cg.mstat.read_all())
+        except OSError:
+            return None
+
     def events_file(self, path: str) -> KFile | None:
         cg = self.cgroups.get(path)
         return cg.events if cg is not None else None
@@ -308,6 +319,18 @@ def children(parent: str) -> list[str]:
             return [e.path for e in it if not e.name.startswith(".") and e.is_dir()]
     except OSError:
         return []
+
+
+def small_anon(memory_stat: bytes) -> int | None:
+    """anon - anon_thp from a memory.stat: what a victim frees page by page in its exit."""
+    fields: dict[bytes, int] = {}
+    for line in memory_stat.splitlines():
+        key, _, value = line.partition(b" ")
+        if key in (b"anon", b"anon_thp"):
+            fields[key] = int(value)
+    if b"anon" not in fields:
+        return None
+    return max(0, fields[b"anon"] - fields.get(b"anon_thp", 0))
 
 
 def descendants(stat: KFile) -> int:

@@ -65,6 +65,10 @@ class Policy:
     # process_mrelease a victim still there this long after its signal (0 = at once):
     # a victim that can run frees its own memory, and a reap beside it only contends
     reap_after_ms: int = 50
+    # cgroup mode: reap at once all the same when the victim holds more than this many MiB
+    # of anonymous memory in small pages (memory.stat anon - anon_thp; 0 = never): freeing
+    # those takes the victim itself long, and a reap beside it shares the work
+    reap_at_once_mib: int = 64
 
     @property
     def mode(self) -> str:
@@ -265,6 +269,7 @@ def _policy(t: _Table) -> Policy:
         dry_run=t.get("dry_run", _bool, False),
         leader_first_ms=t.get("leader_first_ms", _int(0, 1000), 20),
         reap_after_ms=t.get("reap_after_ms", _int(0, 600_000), 50),
+        reap_at_once_mib=t.get("reap_at_once_mib", _int(0, 1 << 30), 64),
     )
     t.done()
     if p.cgroups and p.pids:

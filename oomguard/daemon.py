@@ -341,13 +341,33 @@ class Daemon:
             self._log_choice(triggers, d, decided_ns)
             self._log_signal(victim)
             gone = 0
-            reap_after_ns = self.cfg.policy.reap_after_ms * 1_000_000
+            small = self._small_anon(victim)
+            reap_after_ns = self._reap_after_ns(small)
             if reap_after_ns:
                 gone = wait_gone(victim, reap_after_ns, self._step_ms(), self.beat)
             if not gone:
+                extra = {} if small is None else {"small_anon_mib": round(small / G.MIB, 1)}
                 self.log.emit("mrelease", target=victim.label, results=mrelease(victim),
-                              after_ms=round((time.monotonic_ns() - victim.sent_ns) / 1e6, 3))
+                              after_ms=round((time.monotonic_ns() - victim.sent_ns) / 1e6, 3),
+                              **extra)
             self._wait(victim, gone)
+
+    def _small_anon(self, victim: Victim) -> int | None:
+        """A cgroup victim's anonymous memory in small pages, read after its signal."""
+        if victim.kind != "cgroup" or not isinstance(self.source, CgroupSource):
+            return None
+        return self.source.small_anon_bytes(victim.label)
+
+    def _reap_after_ns(self, small_anon: int | None) -> int:
+        """How long a victim may free its own memory before it is reaped. Measured on 6.1
+        (whose anonymous mappings are not THP-aligned, so a hog's exit frees ~36 000 small
+        pages): reaping at once took the exit from 117 to 87 ms on `spike`; on 6.12, where
+        the same hog is all huge pages, the reap only contended."""
+        p = self.cfg.policy
+        many = small_anon is not None and small_anon > p.reap_at_once_mib * G.MIB
+        if p.reap_at_once_mib and many:
+            return 0
+        return p.reap_after_ms * 1_000_000
 
     def _log_choice(self, triggers: list[Trigger], d: Decision, decided_ns: int) -> None:
         """The triggers and the decision, stamped with when it was made. Written after the

@@ -44,6 +44,7 @@ class OomguardOptions:
     kill_timeout_ms: int = 5000
     leader_first_ms: int = 20  # 0 = the whole group at once
     reap_after_ms: int = 50  # process_mrelease a victim still there this long after (0 = at once)
+    reap_at_once_mib: int = 64  # ... but at once if it holds more small-page anon than this
     dry_run: bool = False
     guard_mlockall: bool = True
     guard_prefault_heap: bool = True
@@ -110,6 +111,7 @@ class OomguardTarget(Target):
                 f"kill_timeout_ms = {o.kill_timeout_ms}",
                 f"leader_first_ms = {o.leader_first_ms}",
                 f"reap_after_ms = {o.reap_after_ms}",
+                f"reap_at_once_mib = {o.reap_at_once_mib}",
                 f"dry_run = {_b(o.dry_run)}", "", "[guards]"]
         for guard in GUARDS:
             on = bool(getattr(o, f"guard_{guard}"))
