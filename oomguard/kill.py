@@ -108,7 +108,8 @@ def kill_cgroup(
     first = None
     leader = 0
     if kill is not None and leader_grace_ms:
-        leader = next(iter(lister(path)), 0)
+        pids = lister(path)
+        leader = pids[0] if len(pids) > 1 else 0  # alone, it has nobody to outlive
     if leader:
         first = kill_leader(leader, leader_grace_ms)
     if kill is not None:

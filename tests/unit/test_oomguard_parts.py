@@ -350,6 +350,28 @@ def test_kill_cgroup(spawn: Spawn, cg2: Path, method: str) -> None:
     assert [k.wait(timeout=5) for k in kids] == [-signal.SIGKILL] * 2
 
 
+@pytest.mark.parametrize("alone", [True, False])
+def test_a_lone_process_is_not_killed_leader_first(spawn: Spawn, cg2: Path, alone: bool) -> None:
+    """Leader first is for a main process among siblings; a cgroup of one is killed at
+    once, so its reap need not wait out the leader's grace."""
+    group = cg2 / "victim"
+    kids = [spawn()] if alone else [spawn(), spawn()]
+    for k in kids:
+        move(k.pid, group)
+    kill = KFile(str(group / "cgroup.kill"), True, write=True)
+    events = KFile(str(group / "cgroup.events"), True)
+    victim = kill_cgroup(str(group), kill, events, leader_grace_ms=200)
+    try:
+        want = "cgroup.kill" if alone else "leader first, then cgroup.kill"
+        assert victim.method == want
+        assert wait_gone(victim, 5_000_000_000, 20, lambda: None) > 0
+    finally:
+        victim.close()
+        events.close()
+        kill.close()
+    assert [k.wait(timeout=5) for k in kids] == [-signal.SIGKILL] * len(kids)
+
+
 def test_wait_gone_times_out_on_a_live_victim(spawn: Spawn) -> None:
     child = spawn()
     victim = kill_process(child.pid, lambda: True)
