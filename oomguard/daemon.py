@@ -353,7 +353,11 @@ class Daemon:
             self._wait(victim, gone)
 
     def _small_anon(self, victim: Victim) -> int | None:
-        """A cgroup victim's anonymous memory in small pages, read after its signal."""
+        """A cgroup victim's anonymous memory in small pages, read after its signal (not
+        at all when it could not change when the reap comes)."""
+        p = self.cfg.policy
+        if not (p.reap_at_once_mib and p.reap_after_ms):
+            return None
         if victim.kind != "cgroup" or not isinstance(self.source, CgroupSource):
             return None
         return self.source.small_anon_bytes(victim.label)
