@@ -705,7 +705,7 @@ def test_a_stuck_log_reader_does_not_hold_up_the_kill(
     tmp_path: Path, spawn: Spawn, cg2: Path
 ) -> None:
     """The log goes to a pipe whose reader stops reading (a wedged journald, a full
-    terminal): the kill is sent first, and the trigger and decision lines wait for it."""
+    terminal): the kill (and a reap at once) go first, and the log lines wait for them."""
     work = cg2 / "workload"
     work.mkdir()
     victim = spawn()
@@ -726,14 +726,16 @@ def test_a_stuck_log_reader_does_not_hold_up_the_kill(
                 if select.select([r], [], [], 0.1)[0]:
                     seen += os.read(r, 65536)
             os.set_blocking(w, False)  # fill the pipe: oomguard's next write blocks
-            try:
-                while True:
-                    os.write(w, b"x" * 4096)
-            except BlockingIOError:
-                pass
+            for chunk in (4096, 1):  # to the last byte: even a short line must block
+                try:
+                    while True:
+                        os.write(w, b"x" * chunk)
+                except BlockingIOError:
+                    pass
             os.set_blocking(w, True)
             move(victim.pid, work / "victim")
             assert victim.wait(timeout=10) == -signal.SIGKILL
+            time.sleep(1.0)  # the log stays stuck a while longer: the reap must not wait
             drained = b""
             while b'"exit"' not in drained:  # unstick it, then it logs what it did
                 assert og.proc is not None and og.proc.poll() is None
@@ -750,3 +752,5 @@ def test_a_stuck_log_reader_does_not_hold_up_the_kill(
     assert trig["t_ns"] == decision["t_ns"] <= sig["sent_ns"]  # stamped when decided
     assert decision["read_ns"] <= decision["t_ns"]
     assert decision["chosen"]["id"] == str(work / "victim")
+    # reap_after_ms 0: the reap went before the stuck lines, not a second later
+    assert float(str(first(lines, "mrelease")["after_ms"])) < 500
