@@ -18,7 +18,7 @@ from chaos.scenario import Scenario
 from chaos.state import RunRecord
 from chaos.testbeds import initramfs, unfinished
 from chaos.testbeds.steal import fill_steal
-from chaos.testbeds.vm import HEARTBEAT, VmConfig, boot, resolve_accel
+from chaos.testbeds.vm import HEARTBEAT, VmConfig, VmRun, boot, resolve_accel
 
 GUEST_WORKDIR = "/tmp/chaos-agent"
 # Beyond the scenario's own deadline: killer start, teardown, writing the result.
@@ -59,6 +59,20 @@ def guest_fault(console: str, share: Path, accel: str) -> bool:
     except OSError:
         started = False
     return not started and any(m in console for m in FAULT_MARKS)
+
+
+def fresh_guest_reason(vm: VmRun, share: Path) -> str:
+    """Why this guest's end is the testbed's, not the scenario's, so the run gets a fresh
+    one (one line for the result), or "". A guest killed at its boot timeout never
+    started the agent: one CI run's 6.1 guest stopped printing 0.8 s into its boot and
+    was killed at 90 s (no fault on its console)."""
+    if vm.hung and vm.boot_ms is None:
+        return f"never came up: {vm.failure}"[:300]
+    if guest_fault(vm.console, share, vm.accel):
+        lines = vm.console.strip().splitlines()
+        oops = [line for line in lines if "Oops:" in line or "BUG:" in line]
+        return (oops or lines or ["?"])[-1][:300]
+    return ""
 
 
 def host_flood(scenario: Scenario, socket_dir: Path, share: Path) -> HostFlood | None:
@@ -117,12 +131,12 @@ def _run(scenario: Scenario, kernel: Kernel, share: Path, record: RunRecord | No
                   record=record, accel=accel, name=f"chaos-{scenario.run_id}",
                   on_progress=on_progress, watch_for="chaos-agent: start",
                   silence_s=silence_s)
-        if attempt < GUEST_ATTEMPTS and guest_fault(vm.console, share, accel):  # not a finding
-            lines = vm.console.strip().splitlines()
-            oops = [line for line in lines if "Oops:" in line or "BUG:" in line]
-            faults.append((oops or lines or ["?"])[-1][:300])
+        why = fresh_guest_reason(vm, share)
+        if attempt < GUEST_ATTEMPTS and why:  # not a finding
+            faults.append(why)
             if on_progress:
-                on_progress("guest kernel faulted (not the scenario's doing); booting again")
+                on_progress("guest faulted or never came up (not the scenario's doing); "
+                            "booting again")
             continue
         break
     retried = "; ".join(faults)

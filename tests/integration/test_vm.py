@@ -14,7 +14,7 @@ import pytest
 
 from chaos.kernels import Kernel
 from chaos.testbeds.vm import POWEROFF_GRACE_S, VmConfig, VmRun, boot
-from chaos.testbeds.vm_runner import GUEST_ATTEMPTS, guest_fault
+from chaos.testbeds.vm_runner import GUEST_ATTEMPTS, fresh_guest_reason
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +26,12 @@ PROBE = ("uname -r; grep -c . /proc/pressure/memory; cat /sys/fs/cgroup/cgroup.c
 
 def boot_fresh(cfg: VmConfig, argv: list[str], share: Path, deadline_s: float) -> VmRun:
     """boot(), with a fresh guest while the last one's kernel died of a fault before the
-    command could finish (guest_fault), as a scenario run gets: under emulation a guest
-    has been seen to die at boot of the emulator's doing (once in CI, in the hung-guest
-    test, whose subject is the deadline and not the boot)."""
+    command could finish, or never came up (fresh_guest_reason), as a scenario run gets:
+    under emulation a guest has been seen to die at boot of the emulator's doing (once in
+    CI, in the hung-guest test, whose subject is the deadline and not the boot)."""
     for attempt in range(1, GUEST_ATTEMPTS + 1):
         run = boot(cfg, argv, share / f"guest{attempt}", deadline_s)
-        if run.exit_status is not None or run.hung or not guest_fault(
-                run.console, share / f"guest{attempt}", run.accel):
+        if run.exit_status is not None or not fresh_guest_reason(run, share / f"guest{attempt}"):
             return run
     return run
 

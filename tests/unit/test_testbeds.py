@@ -14,8 +14,8 @@ from chaos import catalogue
 from chaos.agent import start_heartbeat
 from chaos.scenario import KillerSpec
 from chaos.testbeds import unfinished
-from chaos.testbeds.vm import _log_slot_use, _silent_for
-from chaos.testbeds.vm_runner import guest_fault
+from chaos.testbeds.vm import VmRun, _log_slot_use, _silent_for
+from chaos.testbeds.vm_runner import fresh_guest_reason, guest_fault
 
 INT3 = "[   23.726550] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\nKernel panic - not syncing"
 
@@ -34,6 +34,21 @@ def test_an_int3_oops_under_emulation_without_a_result_is_the_emulator(tmp_path:
     assert not guest_fault("Oops: general protection fault", tmp_path, "tcg")
     (tmp_path / "result.json").write_text("{}")  # the agent finished: keep its result
     assert not guest_fault(INT3, tmp_path, "tcg")
+
+
+def test_a_guest_that_never_came_up_or_faulted_gets_a_fresh_one(tmp_path: Path) -> None:
+    def run(console: str, hung: bool, boot_ms: float | None, failure: str = "") -> VmRun:
+        return VmRun(exit_status=None, stdout="", stderr="", console=console, accel="tcg",
+                     boot_ms=boot_ms, wall_s=90.0, hung=hung, failure=failure)
+
+    never = run("[    0.827391] acpi PNP0A03:00: fail to add MMCONFIG", True, None,
+                "guest did not come up within 90 s (kernel 6.1.0-56-amd64, tcg)")
+    assert fresh_guest_reason(never, tmp_path) == (
+        "never came up: guest did not come up within 90 s (kernel 6.1.0-56-amd64, tcg)")
+    assert "Oops: int3" in fresh_guest_reason(run(INT3, False, 4000.0), tmp_path)
+    # hung after it came up (the scenario's deadline): a finding, not retried
+    assert fresh_guest_reason(run("", True, 4000.0, "guest still running"), tmp_path) == ""
+    assert fresh_guest_reason(run("", False, 4000.0), tmp_path) == ""
 
 
 DOUBLE_FAULT = """[   15.677637] traps: PANIC: double fault, error_code: 0x0
