@@ -51,8 +51,7 @@ from chaos.targets.oomguard import GUARDS
 
 
 def p50(values: list[float | None]) -> str:
-    s = Spread.of(values)
-    return "-" if s.p50 is None else f"{s.p50:.0f}"
+    return _ms(Spread.of(values).p50)
 
 
 def p50_p95(values: list[float | None]) -> str:
@@ -158,6 +157,7 @@ def halves(rows: list[Row]) -> str:
 
 
 def _p50(results: list[Result]) -> float | None:
+    """ttk p50 of some of a row's runs (Row.results_ttk is all of them)."""
     return Spread.of([r.metrics.time_to_kill_ms for r in results]).p50
 
 
