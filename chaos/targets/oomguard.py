@@ -29,8 +29,10 @@ from chaos.targets.options import parse_options
 from chaos.targets.scope import scope
 
 READY = '"event":"ready"'
-LOGGED = ("decision", "signal", "exit", "kill_timeout", "no_candidate", "error", "watchdog",
-          "trigger")
+# Kept with the result. `mrelease` says whether the reap found the victim's memory (ok)
+# or came after its exit had taken it (ESRCH): the reap's timing is what #7 tunes.
+LOGGED = ("decision", "signal", "mrelease", "exit", "kill_timeout", "no_candidate", "error",
+          "watchdog", "trigger")
 SELECT = ("size", "growth", "oom_score")
 
 

@@ -97,13 +97,16 @@ def test_oomguard_json_lines_keep_their_own_time() -> None:
         {"t_ns": 300, "event": "decision", "chosen": {"id": "/x/hog"}},
         {"t_ns": 400, "event": "signal", "target": "/sys/fs/cgroup/c/arena/workload/hog",
          "sent_ns": 350, "pids": [180], "signal": "SIGKILL"},
+        {"t_ns": 450, "event": "mrelease", "target": "/sys/fs/cgroup/c/arena/workload/hog",
+         "results": {"180": "ESRCH"}, "after_ms": 2.5},
         {"t_ns": 500, "event": "exit", "target": "/sys/fs/cgroup/c/arena/workload/hog"},
     ]
     text = "\n".join(json.dumps(x) for x in lines) + "\nnot json\n{broken\n"
     events = parse("oomguard", text)
-    assert [e.t_ns for e in events] == [200, 300, 350, 500]
-    signal = events[2]
+    assert [e.t_ns for e in events] == [200, 300, 350, 450, 500]
+    signal, reap = events[2], events[3]
     assert (signal.pid, signal.signal, signal.comm) == (180, 9, "hog")
+    assert (reap.pid, reap.signal) == (0, 0) and '"ESRCH"' in reap.detail
 
 
 def test_arrival_time_fills_lines_without_their_own() -> None:
