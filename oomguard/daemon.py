@@ -13,7 +13,7 @@ from .candidates import CgroupSource, CgroupVeto, ProcessSource
 from .config import Config
 from .detect import ArmError, Detector, MemFloor, Trigger
 from .kfile import KFile
-from .kill import KillError, Victim, kill_cgroup, kill_process, mrelease, wait_gone
+from .kill import KillError, Victim, hasten, kill_cgroup, kill_process, mrelease, wait_gone
 from .log import JsonLog, RateLimited
 from .policy import Candidate, Decision, Rules, rank
 from .watchdog import Handle, Watchdog
@@ -22,6 +22,8 @@ MAX_VETOES = 8  # re-selections after a cgroup turns out to hold something prote
 LOG_CANDIDATES = 20  # candidates listed per decision line (the count is always given)
 GC_EVERY_NS = 60 * 1_000_000_000  # calm-time garbage collection while the collector is off
 LATE_NS = 10_000_000  # a wake-up or refresh later/longer than this is logged ("late")
+HASTEN_PRIORITY = 1  # a victim's exit: over every normal task, under oomguard's threads
+CPUS = frozenset(range(os.cpu_count() or 1))
 
 
 class StartError(Exception):
@@ -338,6 +340,8 @@ class Daemon:
                 until = time.monotonic_ns() + self.cfg.policy.kill_timeout_ms * 1_000_000
                 self.failed[chosen.key] = (until, f"kill failed: {e}")
                 return
+            if self.cfg.policy.hasten_victim:
+                hasten(victim, HASTEN_PRIORITY, CPUS)
             small = self._small_anon(victim)
             reap_after_ns = self._reap_after_ns(small)
             # A reap at once goes before the log lines: it helps only until the victim has
@@ -420,6 +424,7 @@ class Daemon:
             source=v.source,
             pids=sorted(v.pidfds),
             errors=v.errors,
+            **({"hastened": v.hastened} if v.hastened else {}),
         )
 
     def _follow_watchdog(self) -> None:

@@ -1,4 +1,5 @@
-"""The few libc calls Python's stdlib lacks (mlockall, mallopt, prctl, process_mrelease).
+"""The few libc calls Python's stdlib lacks (mlockall, mallopt, prctl, process_mrelease,
+sched_getcpu).
 
 Each returns 0 or an errno value instead of raising, so callers can log and go on.
 """
@@ -22,6 +23,7 @@ _libc.syscall.restype = ctypes.c_long
 _libc.prctl.restype = ctypes.c_int
 _libc.mlockall.argtypes = [ctypes.c_int]
 _libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.sched_getcpu.restype = ctypes.c_int
 
 
 def _result(ret: int) -> int:
@@ -55,3 +57,8 @@ def process_mrelease(pidfd: int) -> int:
     ctypes.set_errno(0)
     ret = _libc.syscall(ctypes.c_long(SYS_PROCESS_MRELEASE), ctypes.c_int(pidfd), ctypes.c_uint(0))
     return _result(ret)
+
+
+def sched_getcpu() -> int:
+    """The CPU this thread runs on now, or -1."""
+    return int(_libc.sched_getcpu())

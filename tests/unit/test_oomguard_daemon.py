@@ -241,6 +241,7 @@ def test_floor_trigger_kills_the_configured_pid(
     sig = first(events, "signal")
     assert sig["method"] == "pidfd_send_signal" and sig["signal"] == "SIGKILL"
     assert sig["target"] == f"pid:{child.pid}" and sig["source"] == "main"
+    assert sig["hastened"] == {str(child.pid): "ok"}  # its exit at SCHED_FIFO (parts test)
     assert first(events, "mrelease")["results"][str(child.pid)] in {"ok", "ESRCH", "EINVAL"}
     done = first(events, "exit")
     assert int(str(done["t_ns"])) >= int(str(sig["sent_ns"]))
@@ -254,7 +255,7 @@ def test_a_victim_gone_within_reap_after_ms_is_not_reaped(tmp_path: Path, spawn:
     child = spawn()
     cfg = {
         "detect": {"mem_available_min_pct": 100},
-        "policy": {"pids": [child.pid], "reap_after_ms": 3000},
+        "policy": {"pids": [child.pid], "reap_after_ms": 3000, "hasten_victim": False},
         "guards": QUIET,
     }
     with Oomguard(tmp_path, cfg) as og:
@@ -263,6 +264,7 @@ def test_a_victim_gone_within_reap_after_ms_is_not_reaped(tmp_path: Path, spawn:
         assert og.stop() == 0
     events = og.events()
     assert "signal" in names(events) and "mrelease" not in names(events)
+    assert "hastened" not in first(events, "signal")
     assert float(str(first(events, "exit")["after_ms"])) < 3000
 
 

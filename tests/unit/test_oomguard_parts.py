@@ -29,7 +29,7 @@ from oomguard.daemon import Daemon
 from oomguard.detect import ArmError, Detector, MemFloor, parse_pressure
 from oomguard.guards import CAP_SYS_RESOURCE, effective_caps
 from oomguard.kfile import READ_SIZE, KFile
-from oomguard.kill import KillError, kill_cgroup, kill_process, mrelease, wait_gone
+from oomguard.kill import KillError, Victim, hasten, kill_cgroup, kill_process, mrelease, wait_gone
 from oomguard.log import JsonLog, RateLimited
 from oomguard.watchdog import Handle, Watchdog
 
@@ -316,6 +316,28 @@ def test_kill_process_sigkill_then_mrelease(spawn: Spawn) -> None:
     finally:
         victim.close()
     assert child.wait(timeout=5) == -signal.SIGKILL
+
+
+def test_hasten_runs_a_killed_victim_at_fifo_off_the_reaping_cpu(spawn: Spawn) -> None:
+    child = spawn()
+    cpus = frozenset(os.sched_getaffinity(0))
+    here = min(cpus)
+    os.sched_setaffinity(0, {here})  # so "the CPU this thread runs on" holds still
+    victim = kill_process(child.pid, lambda: True)
+    try:
+        hasten(victim, 1, cpus)
+        assert victim.hastened == {str(child.pid): "ok"}
+        # a killed child stays until it is waited for: its policy can be read back
+        assert os.sched_getscheduler(child.pid) == os.SCHED_FIFO
+        assert os.sched_getparam(child.pid).sched_priority == 1
+        assert os.sched_getaffinity(child.pid) == (cpus - {here} or cpus)
+    finally:
+        os.sched_setaffinity(0, cpus)
+        victim.close()
+    assert child.wait(timeout=5) == -signal.SIGKILL
+    reaped = Victim("process", f"pid:{child.pid}", "pidfd_send_signal", 1, pidfds={child.pid: -1})
+    hasten(reaped, 1, cpus)  # gone for good: said so, nothing raised
+    assert reaped.hastened == {str(child.pid): "ESRCH"}
 
 
 def test_kill_process_refuses_when_pid_changed(spawn: Spawn) -> None:
