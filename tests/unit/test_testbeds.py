@@ -12,6 +12,7 @@ import pytest
 
 from chaos import catalogue
 from chaos.agent import start_heartbeat
+from chaos.result import Result
 from chaos.scenario import KillerSpec
 from chaos.testbeds import unfinished
 from chaos.testbeds.vm import VmRun, _log_slot_use, _silent_for
@@ -74,18 +75,12 @@ def test_any_kernel_fault_before_the_scenario_began_is_not_a_finding(tmp_path: P
 
 
 
-@pytest.mark.parametrize("faults, boots, error", [
-    (0, 1, ""), (2, 3, ""), (3, 3, "TESTBED_PANIC: the guest kernel panicked")],
-    ids=["clean", "two-emulator-faults-then-a-result", "three-in-a-row"])
-def test_a_run_takes_fresh_guests_after_emulator_faults(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faults: int, boots: int,
-        error: str) -> None:
-    """The retry policy alone (boot stubbed: pure logic): up to GUEST_ATTEMPTS guests, each
-    emulator fault recorded; a guest that writes a result ends it."""
+def _run_with_stubbed_boots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: int,
+                            bad_run: VmRun) -> tuple[int, Result]:
+    """vm_runner.run with boot stubbed (pure logic): the first ``bad`` guests end as
+    ``bad_run``, the next writes a result. Returns (guests booted, the run's result)."""
     from chaos.kernels import Kernel
-    from chaos.result import Result
     from chaos.testbeds import vm_runner
-    from chaos.testbeds.vm import VmRun
 
     scenario = catalogue.get("spike").build(KillerSpec("kernel"), "cgroup")
     share = tmp_path / "share"
@@ -93,20 +88,52 @@ def test_a_run_takes_fresh_guests_after_emulator_faults(
 
     def boot(*args: object, **kwargs: object) -> VmRun:
         booted.append(1)
-        if len(booted) <= faults:
-            return VmRun(None, "", "", INT3, "tcg", 4000.0, 9.0, panicked=True,
-                         failure="guest kernel panicked")
+        if len(booted) <= bad:
+            return bad_run
         Result(scenario="spike", run_id=scenario.run_id).write(share / "result.json")
         return VmRun(0, "", "", "", "tcg", 4000.0, 20.0)
 
     monkeypatch.setattr(vm_runner, "boot", boot)
     monkeypatch.setattr(vm_runner, "resolve_accel", lambda cfg: "tcg")
     kernel = Kernel("x", "1.0", "p", tmp_path / "vmlinuz", None)
-    r = vm_runner.run(scenario, kernel, tmp_path)
-    assert len(booted) == boots == min(faults + 1, vm_runner.GUEST_ATTEMPTS)
+    result = vm_runner.run(scenario, kernel, tmp_path)
+    return len(booted), result
+
+
+@pytest.mark.parametrize("faults, boots, error", [
+    (0, 1, ""), (2, 3, ""), (3, 3, "TESTBED_PANIC: the guest kernel panicked")],
+    ids=["clean", "two-emulator-faults-then-a-result", "three-in-a-row"])
+def test_a_run_takes_fresh_guests_after_emulator_faults(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faults: int, boots: int,
+        error: str) -> None:
+    """The retry policy alone: up to GUEST_ATTEMPTS guests, each emulator fault recorded;
+    a guest that writes a result ends it."""
+    from chaos.testbeds import vm_runner
+
+    fault = VmRun(None, "", "", INT3, "tcg", 4000.0, 9.0, panicked=True,
+                  failure="guest kernel panicked")
+    n, r = _run_with_stubbed_boots(tmp_path, monkeypatch, faults, fault)
+    assert n == boots == min(faults + 1, vm_runner.GUEST_ATTEMPTS)
     assert r.error == error
     retried = r.system.get("testbed_retried", "")
     assert retried.count("Oops: int3") == min(faults, vm_runner.GUEST_ATTEMPTS - 1)
+
+
+@pytest.mark.parametrize("never, boots", [(1, 2), (3, 3)], ids=["once", "every-time"])
+def test_a_run_boots_again_when_a_guest_never_came_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, never: int, boots: int) -> None:
+    """A guest killed at its boot timeout never ran the scenario: the run gets a fresh
+    one; only when none comes up is it TESTBED_HUNG."""
+    hung = VmRun(None, "", "", "[    0.8] acpi PNP0A03:00: fail to add MMCONFIG", "tcg",
+                 None, 90.0, hung=True, failure="guest did not come up within 90 s")
+    n, r = _run_with_stubbed_boots(tmp_path, monkeypatch, never, hung)
+    assert n == boots
+    retried = r.system.get("testbed_retried", "")
+    assert retried.count("never came up: guest did not come up") == boots - 1
+    if never < boots:
+        assert r.error == "" and r.testbed.boot_ms == 4000.0
+    else:
+        assert r.error == "TESTBED_HUNG: guest did not come up within 90 s"
 
 
 def _beats(path: Path) -> int:
