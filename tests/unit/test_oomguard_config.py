@@ -72,6 +72,7 @@ def test_defaults_are_the_guarded_configuration() -> None:
     assert cfg.policy.mode == "process"
     assert cfg.policy.select == "size"
     assert cfg.policy.kill_timeout_ms == 5000
+    assert cfg.policy.hasten_victim is True
     assert cfg.detect.meminfo == "/proc/meminfo"
     on = cfg.guards.enabled()
     assert on == {
@@ -139,6 +140,11 @@ ERRORS = [
         "int for bool",
         MINIMAL + "[guards]\nmlockall = 1\n",
         "guards.mlockall: expected boolean, got integer",
+    ),
+    (
+        "string for bool",
+        MINIMAL + '[policy]\nhasten_victim = "yes"\n',
+        "policy.hasten_victim: expected boolean, got string",
     ),
     ("table expected", "detect = 3\n", "detect: expected a table, got integer"),
     (
