@@ -169,6 +169,11 @@ def test_oomguard_kills_the_spike_hog(matrix: Matrix, record: Record) -> None:
     check_killer_killed(r, "oomguard", record)
     assert '"event":"ready"' in r.killer.log
     assert "[guards]" in r.killer.config
+    # the kept signal line: the hog pinned by its pidfd and its exit hastened
+    (sig,) = [json.loads(e.detail) for e in r.events
+              if e.kind == "killer_log" and '"event":"signal"' in e.detail]
+    assert sig["pids"] == [r.victims[0].pid], sig
+    assert sig["hastened"] == {str(r.victims[0].pid): "ok"}, sig
 
 
 def test_oomd_default_config_without_swap(matrix: Matrix, record: Record) -> None:
