@@ -342,7 +342,9 @@ class Daemon:
                 return
             if self.cfg.policy.hasten_victim:
                 hasten(victim, HASTEN_PRIORITY, CPUS)
+            hastened_ns = time.monotonic_ns()
             small = self._small_anon(victim)
+            read_ns = time.monotonic_ns()
             reap_after_ns = self._reap_after_ns(small)
             # A reap at once goes before the log lines: it helps only until the victim has
             # detached its memory (on 6.1 a reap 6-24 ms after the signal found it gone).
@@ -355,7 +357,12 @@ class Daemon:
                 if not gone:
                     reaped = (mrelease(victim), time.monotonic_ns())
             if reaped is not None:
-                extra = {} if small is None else {"small_anon_mib": round(small / G.MIB, 1)}
+                # where the time between the signal and an at-once reap went: pinning and
+                # hastening the tasks, then reading memory.stat
+                extra = {} if small is None else {
+                    "small_anon_mib": round(small / G.MIB, 1),
+                    "pinned_ms": round((hastened_ns - victim.sent_ns) / 1e6, 3),
+                    "stat_read_ms": round((read_ns - hastened_ns) / 1e6, 3)}
                 self.log.emit("mrelease", target=victim.label, results=reaped[0],
                               after_ms=round((reaped[1] - victim.sent_ns) / 1e6, 3), **extra)
             self._wait(victim, gone)
