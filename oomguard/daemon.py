@@ -340,6 +340,7 @@ class Daemon:
                 until = time.monotonic_ns() + self.cfg.policy.kill_timeout_ms * 1_000_000
                 self.failed[chosen.key] = (until, f"kill failed: {e}")
                 return
+            pinned_ns = time.monotonic_ns()
             if self.cfg.policy.hasten_victim:
                 hasten(victim, HASTEN_PRIORITY, CPUS)
             hastened_ns = time.monotonic_ns()
@@ -357,11 +358,12 @@ class Daemon:
                 if not gone:
                     reaped = (mrelease(victim), time.monotonic_ns())
             if reaped is not None:
-                # where the time between the signal and an at-once reap went: pinning and
-                # hastening the tasks, then reading memory.stat
+                # where the time between the signal and an at-once reap went: pinning the
+                # tasks, hastening them, reading memory.stat
                 extra = {} if small is None else {
                     "small_anon_mib": round(small / G.MIB, 1),
-                    "pinned_ms": round((hastened_ns - victim.sent_ns) / 1e6, 3),
+                    "pinned_ms": round((pinned_ns - victim.sent_ns) / 1e6, 3),
+                    "hasten_ms": round((hastened_ns - pinned_ns) / 1e6, 3),
                     "stat_read_ms": round((read_ns - hastened_ns) / 1e6, 3)}
                 self.log.emit("mrelease", target=victim.label, results=reaped[0],
                               after_ms=round((reaped[1] - victim.sent_ns) / 1e6, 3), **extra)
