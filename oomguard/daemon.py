@@ -342,7 +342,8 @@ class Daemon:
                 return
             pinned_ns = time.monotonic_ns()
             if self.cfg.policy.hasten_victim:
-                hasten(victim, HASTEN_PRIORITY, CPUS)
+                # never above oomguard itself: without its realtime guard, only the CPU move
+                hasten(victim, HASTEN_PRIORITY if self.cfg.guards.realtime else 0, CPUS)
             hastened_ns = time.monotonic_ns()
             small = self._small_anon(victim)
             read_ns = time.monotonic_ns()

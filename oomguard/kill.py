@@ -162,7 +162,8 @@ def hasten(victim: Victim, priority: int, cpus: frozenset[int]) -> None:
     """Let a dying victim run its exit now, and beside the reap rather than behind it.
 
     Each pinned task goes to SCHED_FIFO ``priority`` (under oomguard's own threads, over
-    every normal task: a stressor no longer delays the exit) and onto ``cpus`` less the
+    every normal task: a stressor no longer delays the exit; 0 = its policy is left
+    alone) and onto ``cpus`` less the
     one this thread runs on, where the reap that follows would hold it off for as long
     as the reap runs. lmkd raises the priority of the process it killed for the same
     reason. Called right after the signal: a killed task keeps its pid until its parent
@@ -179,7 +180,8 @@ def hasten(victim: Victim, priority: int, cpus: frozenset[int]) -> None:
             except OSError as e:  # e.g. a cpuset that allows this CPU only
                 err = e.errno or 0
         try:
-            os.sched_setscheduler(pid, os.SCHED_FIFO, param)
+            if priority:
+                os.sched_setscheduler(pid, os.SCHED_FIFO, param)
         except OSError as e:
             err = e.errno or 0
         victim.hastened[str(pid)] = errno.errorcode.get(err, str(err)) if err else "ok"

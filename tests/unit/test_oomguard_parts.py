@@ -318,25 +318,27 @@ def test_kill_process_sigkill_then_mrelease(spawn: Spawn) -> None:
     assert child.wait(timeout=5) == -signal.SIGKILL
 
 
-def test_hasten_runs_a_killed_victim_at_fifo_off_the_reaping_cpu(spawn: Spawn) -> None:
+@pytest.mark.parametrize("priority", [1, 0], ids=["fifo", "cpu-move-only"])
+def test_hasten_runs_a_killed_victim_off_the_reaping_cpu(spawn: Spawn, priority: int) -> None:
     child = spawn()
     cpus = frozenset(os.sched_getaffinity(0))
     here = min(cpus)
     os.sched_setaffinity(0, {here})  # so "the CPU this thread runs on" holds still
     victim = kill_process(child.pid, lambda: True)
     try:
-        hasten(victim, 1, cpus)
+        hasten(victim, priority, cpus)
         assert victim.hastened == {str(child.pid): "ok"}
         # a killed child stays until it is waited for: its policy can be read back
-        assert os.sched_getscheduler(child.pid) == os.SCHED_FIFO
-        assert os.sched_getparam(child.pid).sched_priority == 1
+        policy = os.SCHED_FIFO if priority else os.SCHED_OTHER
+        assert os.sched_getscheduler(child.pid) == policy
+        assert os.sched_getparam(child.pid).sched_priority == priority
         assert os.sched_getaffinity(child.pid) == (cpus - {here} or cpus)
     finally:
         os.sched_setaffinity(0, cpus)
         victim.close()
     assert child.wait(timeout=5) == -signal.SIGKILL
     reaped = Victim("process", f"pid:{child.pid}", "pidfd_send_signal", 1, pidfds={child.pid: -1})
-    hasten(reaped, 1, cpus)  # gone for good: said so, nothing raised
+    hasten(reaped, priority, cpus)  # gone for good: said so, nothing raised
     assert reaped.hastened == {str(child.pid): "ESRCH"}
 
 
