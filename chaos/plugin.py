@@ -213,6 +213,8 @@ def show_progress(config: pytest.Config, text: str) -> None:
         return
     with capman.global_and_fixture_disabled():
         if reporter is not None and not worker:
+            if reporter._tw.width_of_current_line:  # the last cell's "." or "F"
+                reporter._tw.line()  # ends that line, or it reads as this cell's result
             reporter.write_line(line)
         else:
             (sys.__stderr__ or sys.stderr).write(line + "\n")
