@@ -23,7 +23,6 @@ LOG_CANDIDATES = 20  # candidates listed per decision line (the count is always 
 GC_EVERY_NS = 60 * 1_000_000_000  # calm-time garbage collection while the collector is off
 LATE_NS = 10_000_000  # a wake-up or refresh later/longer than this is logged ("late")
 HASTEN_PRIORITY = 1  # a victim's exit: over every normal task, under oomguard's threads
-CPUS = frozenset(range(os.cpu_count() or 1))
 
 
 class StartError(Exception):
@@ -343,7 +342,7 @@ class Daemon:
             pinned_ns = time.monotonic_ns()
             if self.cfg.policy.hasten_victim:
                 # never above oomguard itself: without its realtime guard, only the CPU move
-                hasten(victim, HASTEN_PRIORITY if self.cfg.guards.realtime else 0, CPUS)
+                hasten(victim, HASTEN_PRIORITY if self.cfg.guards.realtime else 0)
             hastened_ns = time.monotonic_ns()
             small = self._small_anon(victim)
             read_ns = time.monotonic_ns()

@@ -158,33 +158,38 @@ def kill_cgroup(
     return victim
 
 
-def hasten(victim: Victim, priority: int, cpus: frozenset[int]) -> None:
+def _outcome(err: int) -> str:
+    """A per-task result for the log: "ok", or the errno's name (ESRCH, EINVAL...)."""
+    return errno.errorcode.get(err, str(err)) if err else "ok"
+
+
+def hasten(victim: Victim, priority: int) -> None:
     """Let a dying victim run its exit now, and beside the reap rather than behind it.
 
     Each pinned task goes to SCHED_FIFO ``priority`` (under oomguard's own threads, over
     every normal task: a stressor no longer delays the exit; 0 = its policy is left
-    alone) and onto ``cpus`` less the
-    one this thread runs on, where the reap that follows would hold it off for as long
-    as the reap runs. lmkd raises the priority of the process it killed for the same
-    reason. Called right after the signal: a killed task keeps its pid until its parent
-    reaps it, and the pidfds pin each one, so the ids still name the victim's tasks.
-    The main thread of each process only (its other threads would need a /proc walk)."""
+    alone) and off the CPU this thread runs on (to the rest of its own allowed CPUs),
+    where the reap that follows would hold it off for as long as the reap runs. lmkd
+    raises the priority of the process it killed for the same reason. Called right
+    after the signal: a killed task keeps its pid until its parent reaps it, and the
+    pidfds pin each one, so the ids still name the victim's tasks. The main thread of
+    each process only (its other threads would need a /proc walk)."""
     here = libc.sched_getcpu()
-    away = cpus - {here} if here >= 0 else frozenset()
     param = os.sched_param(priority)
     for pid in victim.pidfds:
         err = 0
-        if away:
-            try:
-                os.sched_setaffinity(pid, away)
-            except OSError as e:  # e.g. a cpuset that allows this CPU only
-                err = e.errno or 0
+        try:
+            allowed = os.sched_getaffinity(pid)
+            if here in allowed and len(allowed) > 1:
+                os.sched_setaffinity(pid, allowed - {here})
+        except OSError as e:
+            err = e.errno or 0
         try:
             if priority:
                 os.sched_setscheduler(pid, os.SCHED_FIFO, param)
         except OSError as e:
             err = e.errno or 0
-        victim.hastened[str(pid)] = errno.errorcode.get(err, str(err)) if err else "ok"
+        victim.hastened[str(pid)] = _outcome(err)
 
 
 def mrelease(victim: Victim) -> dict[str, str]:
@@ -192,7 +197,7 @@ def mrelease(victim: Victim) -> dict[str, str]:
     out: dict[str, str] = {}
     for pid, fd in victim.pidfds.items():
         err = libc.process_mrelease(fd)
-        out[str(pid)] = "ok" if err == 0 else errno.errorcode.get(err, str(err))
+        out[str(pid)] = _outcome(err)
     return out
 
 

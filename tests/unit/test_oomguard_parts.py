@@ -326,7 +326,7 @@ def test_hasten_runs_a_killed_victim_off_the_reaping_cpu(spawn: Spawn, priority:
     os.sched_setaffinity(0, {here})  # so "the CPU this thread runs on" holds still
     victim = kill_process(child.pid, lambda: True)
     try:
-        hasten(victim, priority, cpus)
+        hasten(victim, priority)
         assert victim.hastened == {str(child.pid): "ok"}
         # a killed child stays until it is waited for: its policy can be read back
         policy = os.SCHED_FIFO if priority else os.SCHED_OTHER
@@ -338,7 +338,7 @@ def test_hasten_runs_a_killed_victim_off_the_reaping_cpu(spawn: Spawn, priority:
         victim.close()
     assert child.wait(timeout=5) == -signal.SIGKILL
     reaped = Victim("process", f"pid:{child.pid}", "pidfd_send_signal", 1, pidfds={child.pid: -1})
-    hasten(reaped, priority, cpus)  # gone for good: said so, nothing raised
+    hasten(reaped, priority)  # gone for good: said so, nothing raised
     assert reaped.hastened == {str(child.pid): "ESRCH"}
 
 
