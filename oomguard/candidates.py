@@ -17,6 +17,12 @@ from .policy import Candidate
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PF_KTHREAD = 0x00200000
 _GONE = (ProcessLookupError, FileNotFoundError)
+# The small-page share of a candidate's memory (what decides an at-once reap) is read on
+# the tick at most this often, from this size up (smaller, the ratio is noise), and
+# trusted for this long.
+SHARE_EVERY_NS = 1_000_000_000
+SHARE_MIN_BYTES = 16 << 20
+SHARE_STALE_NS = 3_000_000_000
 
 
 class ProcStat:
@@ -173,7 +179,7 @@ class ProcessSource:
 
 class _Cgroup:
     __slots__ = ("path", "current", "min", "low", "events", "kill", "procs", "stat",
-                 "mstat", "last_size")
+                 "mstat", "last_size", "last_current", "share", "share_ns")
 
     def __init__(self, path: str, keep: bool) -> None:
         self.path = path
@@ -186,6 +192,9 @@ class _Cgroup:
         self.stat = KFile.maybe(f"{path}/cgroup.stat", keep)
         self.mstat = KFile.maybe(f"{path}/memory.stat", keep)
         self.last_size = -1
+        self.last_current = 0  # memory.current at the last read
+        self.share: float | None = None  # of memory.current, anonymous in small pages
+        self.share_ns = 0  # when the share was read
 
     def close(self) -> None:
         for kf in (self.events, self.current, self.min, self.low, self.kill, self.procs,
@@ -259,6 +268,7 @@ class CgroupSource:
             cg.last_size = -1
             return None
         current = read_int(cg.current) if cg.current is not None else 0
+        cg.last_current = current
         size = max(0, current - _protected_bytes(cg))
         growth = 0 if cg.last_size < 0 else size - cg.last_size
         cg.last_size = size
@@ -293,6 +303,29 @@ class CgroupSource:
             return small_anon(cg.mstat.read_all())
         except OSError:
             return None
+
+    def note_small_share(self, path: str, now: int) -> None:
+        """Read (at most once a second) the share of the cgroup's memory that is anonymous
+        in small pages, beside the memory.current just read. A kill then decides on an
+        at-once reap from it, so nothing is read between its signal and the reap."""
+        cg = self.cgroups.get(path)
+        if (cg is None or cg.mstat is None or now - cg.share_ns < SHARE_EVERY_NS
+                or cg.last_current < SHARE_MIN_BYTES):
+            return
+        try:
+            small = small_anon(cg.mstat.read_all())
+        except OSError:
+            return
+        if small is not None:
+            cg.share, cg.share_ns = min(1.0, small / cg.last_current), now
+
+    def small_anon_estimate(self, path: str, now: int) -> int | None:
+        """The cgroup's small-page anonymous memory now: its recent share times its last
+        memory.current; None without a share read in the last SHARE_STALE_NS."""
+        cg = self.cgroups.get(path)
+        if cg is None or cg.share is None or now - cg.share_ns > SHARE_STALE_NS:
+            return None
+        return int(cg.share * cg.last_current)
 
     def events_file(self, path: str) -> KFile | None:
         cg = self.cgroups.get(path)

@@ -13,7 +13,16 @@ from .candidates import CgroupSource, CgroupVeto, ProcessSource
 from .config import Config
 from .detect import ArmError, Detector, MemFloor, Trigger
 from .kfile import KFile
-from .kill import KillError, Victim, hasten, kill_cgroup, kill_process, mrelease, wait_gone
+from .kill import (
+    KillError,
+    Victim,
+    hasten,
+    kill_cgroup,
+    kill_process,
+    mrelease,
+    pin_rest,
+    wait_gone,
+)
 from .log import JsonLog, RateLimited
 from .policy import Candidate, Decision, Rules, rank
 from .watchdog import Handle, Watchdog
@@ -188,7 +197,7 @@ class Daemon:
             next_tick = now + self.interval_ns
             self._keep_realtime()
             self._refresh()
-            self._warm_veto()
+            self._warm_top(now)
             took = time.monotonic_ns() - now
             if took > LATE_NS:
                 self.late.emit(now, step="refresh", by_ms=round(took / 1e6, 3))
@@ -206,13 +215,19 @@ class Daemon:
             self._act(triggers)
         return next_tick
 
-    def _warm_veto(self) -> None:
+    def _warm_top(self, now: int) -> None:
         """Read the top cgroup candidate's new members now, not when its kill is due (only
-        on the tick: on the danger path the choice itself scans it)."""
+        on the tick: on the danger path the choice itself scans it), and the small-page
+        share of its memory that decides an at-once reap."""
         top = self.decision.chosen.cand if self.decision and self.decision.chosen else None
-        if top is not None and not top.pid and self.veto is not None:
+        if top is None or top.pid:
+            return
+        if self.veto is not None:
             self.veto.why(top.key)
             self.veto.forget({top.key})
+        if self._reap_at_once_on():
+            assert isinstance(self.source, CgroupSource)
+            self.source.note_small_share(top.key, now)
 
     def _wd_in_danger(self) -> bool:
         """Called from the watchdog thread: MemAvailable under the floor right now."""
@@ -330,6 +345,7 @@ class Daemon:
                 pause = max(self.cfg.policy.cooldown_ms, self.cfg.policy.kill_timeout_ms)
                 self.cooldown_until = time.monotonic_ns() + pause * 1_000_000
                 return
+            early = self._small_anon_early(chosen)
             try:
                 victim = self._kill(chosen)
             except (KillError, OSError) as e:
@@ -339,17 +355,29 @@ class Daemon:
                 until = time.monotonic_ns() + self.cfg.policy.kill_timeout_ms * 1_000_000
                 self.failed[chosen.key] = (until, f"kill failed: {e}")
                 return
-            pinned_ns = time.monotonic_ns()
-            if self.cfg.policy.hasten_victim:
-                # never above oomguard itself: without its realtime guard, only the CPU move
-                hasten(victim, HASTEN_PRIORITY if self.cfg.guards.realtime else 0)
-            hastened_ns = time.monotonic_ns()
-            small = self._small_anon(victim)
-            read_ns = time.monotonic_ns()
-            reap_after_ns = self._reap_after_ns(small)
-            # A reap at once goes before the log lines: it helps only until the victim has
-            # detached its memory (on 6.1 a reap 6-24 ms after the signal found it gone).
-            reaped = None if reap_after_ns else (mrelease(victim), time.monotonic_ns())
+            split: dict[str, float] = {}
+            small: int | None = early
+            if early is not None and not self._reap_after_ns(early):
+                # decided before the kill: the reap goes first, as on 6.1 a killed task
+                # detaches its memory within ~3 ms and a later reap finds ESRCH
+                reaped: tuple[dict[str, str], int] | None = (mrelease(victim),
+                                                             time.monotonic_ns())
+                self._pin_rest(victim)
+                self._hasten(victim)
+                reap_after_ns = 0
+            else:
+                pinned_ns = time.monotonic_ns()
+                self._pin_rest(victim)
+                self._hasten(victim)
+                hastened_ns = time.monotonic_ns()
+                small = early if early is not None else self._small_anon(victim)
+                read_ns = time.monotonic_ns()
+                reap_after_ns = self._reap_after_ns(small)
+                reaped = None if reap_after_ns else (mrelease(victim), time.monotonic_ns())
+                # where the time between the signal and an at-once reap went
+                split = {"pinned_ms": round((pinned_ns - victim.sent_ns) / 1e6, 3),
+                         "hasten_ms": round((hastened_ns - pinned_ns) / 1e6, 3),
+                         "stat_read_ms": round((read_ns - hastened_ns) / 1e6, 3)}
             self._log_choice(triggers, d, decided_ns)
             self._log_signal(victim)
             gone = 0
@@ -358,25 +386,41 @@ class Daemon:
                 if not gone:
                     reaped = (mrelease(victim), time.monotonic_ns())
             if reaped is not None:
-                # where the time between the signal and an at-once reap went: pinning the
-                # tasks, hastening them, reading memory.stat
                 extra = {} if small is None else {
                     "small_anon_mib": round(small / G.MIB, 1),
-                    "pinned_ms": round((pinned_ns - victim.sent_ns) / 1e6, 3),
-                    "hasten_ms": round((hastened_ns - pinned_ns) / 1e6, 3),
-                    "stat_read_ms": round((read_ns - hastened_ns) / 1e6, 3)}
+                    "small_anon_read": "before" if early is not None else "after", **split}
                 self.log.emit("mrelease", target=victim.label, results=reaped[0],
                               after_ms=round((reaped[1] - victim.sent_ns) / 1e6, 3), **extra)
             self._wait(victim, gone)
 
+    def _pin_rest(self, victim: Victim) -> None:
+        if victim.method != "pidfd_send_signal" and isinstance(self.source, CgroupSource):
+            pin_rest(victim, self.source.members)  # the sweep pinned every task already
+
+    def _hasten(self, victim: Victim) -> None:
+        if self.cfg.policy.hasten_victim:
+            # never above oomguard itself: without its realtime guard, only the CPU move
+            hasten(victim, HASTEN_PRIORITY if self.cfg.guards.realtime else 0)
+
+    def _reap_at_once_on(self) -> bool:
+        p = self.cfg.policy
+        return bool(p.reap_at_once_mib and p.reap_after_ms) and isinstance(self.source,
+                                                                           CgroupSource)
+
+    def _small_anon_early(self, c: Candidate) -> int | None:
+        """A cgroup candidate's anonymous memory in small pages, estimated before its kill
+        from the share read on a recent tick; None: read it after the signal instead."""
+        if c.pid or not self._reap_at_once_on():
+            return None
+        assert isinstance(self.source, CgroupSource)
+        return self.source.small_anon_estimate(c.key, time.monotonic_ns())
+
     def _small_anon(self, victim: Victim) -> int | None:
         """A cgroup victim's anonymous memory in small pages, read after its signal (not
         at all when it could not change when the reap comes)."""
-        p = self.cfg.policy
-        if not (p.reap_at_once_mib and p.reap_after_ms):
+        if victim.kind != "cgroup" or not self._reap_at_once_on():
             return None
-        if victim.kind != "cgroup" or not isinstance(self.source, CgroupSource):
-            return None
+        assert isinstance(self.source, CgroupSource)
         return self.source.small_anon_bytes(victim.label)
 
     def _reap_after_ns(self, small_anon: int | None) -> int:

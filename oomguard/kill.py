@@ -77,26 +77,46 @@ def kill_process_fd(pid: int, pidfd: int, source: str) -> Victim:
     return Victim("process", f"pid:{pid}", "pidfd_send_signal", sent, source, {pid: os.dup(pidfd)})
 
 
-def kill_leader(pid: int, grace_ms: int) -> tuple[int, int] | None:
-    """SIGKILL one process and wait up to grace_ms for it to exit: (pidfd, sent_ns).
+def kill_leader(fd: int, grace_ms: int) -> int:
+    """SIGKILL one process through its pinned pidfd and wait up to grace_ms for it to
+    exit: the sent time, or 0 when it could not be signalled.
 
     Killed together with the rest of its group, a busy main process is woken last
     (its siblings slept, so the scheduler owes them time) and outlives hundreds of
     them: ~0.8 s for a fork storm's parent on 2 emulated CPUs, against ~10 ms alone.
     Its supervisor learns of the kill when it exits."""
-    fd = _pidfd(pid)
-    if fd is None:
-        return None
     try:
         signal.pidfd_send_signal(fd, signal.SIGKILL)
     except OSError:
-        os.close(fd)
-        return None
+        return 0
     sent = time.monotonic_ns()
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     poller.poll(grace_ms)
-    return fd, sent
+    return sent
+
+
+def pin(pids: list[int]) -> dict[int, int]:
+    """A pidfd for each pid still there. Taken before the kill, so the reap can follow
+    the signal at once: a killed task detaches its memory within ~3 ms on 6.1 (TCG),
+    after which process_mrelease finds nothing (ESRCH). Pids are handed out cyclically,
+    so one freed between the listing and the open is not reused in that window."""
+    out = {}
+    for pid in pids:
+        fd = _pidfd(pid)
+        if fd is not None:
+            out[pid] = fd
+    return out
+
+
+def pin_rest(victim: Victim, lister: Callable[[str], list[int]] = members) -> None:
+    """Pin the tasks of a killed cgroup that were not pinned before its kill (forked in
+    between): dying tasks are still listed. Called after the reap, not before it."""
+    for pid in lister(victim.label):
+        if pid not in victim.pidfds:
+            fd = _pidfd(pid)
+            if fd is not None:
+                victim.pidfds[pid] = fd
 
 
 def kill_cgroup(
@@ -105,35 +125,28 @@ def kill_cgroup(
 ) -> Victim:
     """Kill every task in a cgroup subtree: cgroup.kill (after its first-listed process,
     given leader_grace_ms to exit), or SIGKILL to each task via pidfds. ``lister`` gives
-    the subtree's pids, its own first (CgroupSource.members reads held fds)."""
-    first = None
-    leader = 0
-    if kill is not None and leader_grace_ms:
-        pids = lister(path)
-        leader = pids[0] if len(pids) > 1 else 0  # alone, it has nobody to outlive
-    if leader:
-        first = kill_leader(leader, leader_grace_ms)
+    the subtree's pids, its own first (CgroupSource.members reads held fds). With
+    cgroup.kill the tasks are pinned before it; pin_rest() pins any forked since."""
+    pinned: dict[int, int] = {}
+    first = 0  # when the leader was signalled, if it was
+    first_error = ""
     if kill is not None:
+        pids = lister(path)
+        pinned = pin(pids)
+        leader = pids[0] if leader_grace_ms and len(pids) > 1 else 0  # alone: nobody to outlive
+        if leader in pinned:
+            first = kill_leader(pinned[leader], leader_grace_ms)
         try:
             kill.write(b"1")
         except OSError as e:
             first_error = f"cgroup.kill: {e.strerror}"
+            for pid in [p for p in pinned if not (first and p == leader)]:
+                os.close(pinned.pop(pid))  # the sweep below signals them itself
         else:
-            method = "cgroup.kill" if first is None else "leader first, then cgroup.kill"
-            victim = Victim("cgroup", path, method, time.monotonic_ns(), source)
-            if first is not None:
-                victim.pidfds[leader], victim.sent_ns = first
-            victim.events = events
-            for pid in lister(path):  # dying tasks are still listed: pin them for mrelease
-                fd = _pidfd(pid) if pid not in victim.pidfds else None
-                if fd is not None:
-                    victim.pidfds[pid] = fd
-            return victim
-    else:
-        first_error = ""
-    victim = Victim("cgroup", path, "pidfd_send_signal", 0, source, events=events)
-    if first is not None:  # the leader is already dying; the sweep takes the rest
-        victim.pidfds[leader], victim.sent_ns = first
+            method = "cgroup.kill" if not first else "leader first, then cgroup.kill"
+            return Victim("cgroup", path, method, first or time.monotonic_ns(), source,
+                          pinned, events=events)
+    victim = Victim("cgroup", path, "pidfd_send_signal", first, source, pinned, events=events)
     if first_error:
         victim.errors.append(first_error)
     for _ in range(MAX_SWEEPS):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .guards import RealtimeKeeper
 from .kfile import KFile
-from .kill import KillError, Victim, kill_cgroup, kill_process_fd, mrelease
+from .kill import KillError, Victim, kill_cgroup, kill_process_fd, mrelease, pin_rest
 from .log import JsonLog
 
 
@@ -143,6 +143,8 @@ class Watchdog:
                 pids=sorted(victim.pidfds),
             )
             self.log.emit("mrelease", target=victim.label, results=mrelease(victim))
+            if victim.kind == "cgroup" and victim.method != "pidfd_send_signal":
+                pin_rest(victim)  # for the wait: tasks forked since they were pinned
             self.fired = victim
             return True
         finally:
