@@ -176,18 +176,18 @@ def _outcome(err: int) -> str:
     return errno.errorcode.get(err, str(err)) if err else "ok"
 
 
-def hasten(victim: Victim, priority: int) -> None:
+def hasten(victim: Victim, priority: int, away_from: int = -1) -> None:
     """Let a dying victim run its exit now, and beside the reap rather than behind it.
 
     Each pinned task goes to SCHED_FIFO ``priority`` (under oomguard's own threads, over
     every normal task: a stressor no longer delays the exit; 0 = its policy is left
-    alone) and off the CPU this thread runs on (to the rest of its own allowed CPUs),
-    where the reap that follows would hold it off for as long as the reap runs. lmkd
-    raises the priority of the process it killed for the same reason. Called right
-    after the signal: a killed task keeps its pid until its parent reaps it, and the
+    alone) and off the CPU where the reap runs (``away_from``; -1: this thread's CPU),
+    to the rest of its own allowed CPUs, where the reap would hold it off for as long
+    as it runs. lmkd raises the priority of the process it killed for the same reason.
+    Called right after the signal: a killed task keeps its pid until its parent reaps it, and the
     pidfds pin each one, so the ids still name the victim's tasks. The main thread of
     each process only (its other threads would need a /proc walk)."""
-    here = libc.sched_getcpu()
+    here = away_from if away_from >= 0 else libc.sched_getcpu()
     param = os.sched_param(priority)
     for pid in victim.pidfds:
         err = 0

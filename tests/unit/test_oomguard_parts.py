@@ -18,6 +18,8 @@ from owned import Spawn, move
 from chaos.skips import skip_or_fail
 from oomguard.candidates import (
     PF_KTHREAD,
+    SHARE_EVERY_NS,
+    SHARE_STALE_NS,
     CgroupSource,
     ProcessSource,
     children,
@@ -28,8 +30,18 @@ from oomguard.config import Detect, PsiTrigger, parse
 from oomguard.daemon import Daemon
 from oomguard.detect import ArmError, Detector, MemFloor, parse_pressure
 from oomguard.guards import CAP_SYS_RESOURCE, effective_caps
+from oomguard.hastener import Hastener
 from oomguard.kfile import READ_SIZE, KFile
-from oomguard.kill import KillError, Victim, hasten, kill_cgroup, kill_process, mrelease, wait_gone
+from oomguard.kill import (
+    KillError,
+    Victim,
+    hasten,
+    kill_cgroup,
+    kill_process,
+    mrelease,
+    pin_rest,
+    wait_gone,
+)
 from oomguard.log import JsonLog, RateLimited
 from oomguard.watchdog import Handle, Watchdog
 
@@ -342,6 +354,28 @@ def test_hasten_runs_a_killed_victim_off_the_reaping_cpu(spawn: Spawn, priority:
     assert reaped.hastened == {str(child.pid): "ESRCH"}
 
 
+def test_the_hastening_thread_moves_a_victim_off_the_reaping_cpu(spawn: Spawn) -> None:
+    """While the main thread reaps (here: waits), the second thread hastens the victim
+    away from the CPU the main thread named, not from its own."""
+    child = spawn()
+    cpus = frozenset(os.sched_getaffinity(0))
+    reaping = max(cpus)
+    hastener = Hastener(1, None)
+    hastener.start()
+    victim = kill_process(child.pid, lambda: True)
+    try:
+        hastener.go(victim, reaping)
+        assert hastener.wait(5)
+        assert victim.hastened == {str(child.pid): "ok"}
+        assert os.sched_getscheduler(child.pid) == os.SCHED_FIFO
+        assert os.sched_getaffinity(child.pid) == (cpus - {reaping} or cpus)
+    finally:
+        victim.close()
+        hastener.stop()
+    assert not hastener._thread.is_alive()
+    assert child.wait(timeout=5) == -signal.SIGKILL
+
+
 def test_kill_process_refuses_when_pid_changed(spawn: Spawn) -> None:
     child = spawn()
     with pytest.raises(KillError, match="reused or exited"):
@@ -360,10 +394,8 @@ def test_kill_cgroup(spawn: Spawn, cg2: Path, method: str) -> None:
     victim = kill_cgroup(str(group), kill, events)
     try:
         assert victim.method == method
-        if method == "cgroup.kill":  # pinned after the kill: fast exits are already gone
-            assert set(victim.pidfds) <= {k.pid for k in kids}
-        else:
-            assert sorted(victim.pidfds) == sorted(k.pid for k in kids)
+        # pinned before cgroup.kill (or while each is signalled): none has exited yet
+        assert sorted(victim.pidfds) == sorted(k.pid for k in kids)
         assert set(mrelease(victim).values()) <= MRELEASE_OK
         assert wait_gone(victim, 5_000_000_000, 20, lambda: None) > 0
     finally:
@@ -371,6 +403,32 @@ def test_kill_cgroup(spawn: Spawn, cg2: Path, method: str) -> None:
         events.close()
         if kill is not None:
             kill.close()
+    assert [k.wait(timeout=5) for k in kids] == [-signal.SIGKILL] * 2
+
+
+def test_tasks_forked_after_the_pinning_are_pinned_after_the_reap(
+        spawn: Spawn, cg2: Path) -> None:
+    """The tasks are pinned before cgroup.kill, so the reap can follow the signal; one
+    that joined in between is killed too, and pin_rest() pins it for the wait."""
+    group = cg2 / "victim"
+    kids = [spawn(), spawn()]
+    for k in kids:
+        move(k.pid, group)
+    calls: list[str] = []
+
+    def first_only(path: str) -> list[int]:  # as if kids[1] forked after the listing
+        calls.append(path)
+        return [kids[0].pid] if len(calls) == 1 else members(path)
+
+    kill = KFile(str(group / "cgroup.kill"), True, write=True)
+    victim = kill_cgroup(str(group), kill, None, lister=first_only)
+    try:
+        assert list(victim.pidfds) == [kids[0].pid] and victim.method == "cgroup.kill"
+        pin_rest(victim, first_only)
+        assert sorted(victim.pidfds) == sorted(k.pid for k in kids)
+    finally:
+        victim.close()
+        kill.close()
     assert [k.wait(timeout=5) for k in kids] == [-signal.SIGKILL] * 2
 
 
@@ -589,6 +647,42 @@ def test_small_anon_comes_from_the_held_memory_stat(tmp_path: Path) -> None:
         (hog / "memory.stat").write_bytes(MEMORY_STAT)  # same inode: the held fd sees it
         assert src.small_anon_bytes(str(hog)) == 367001600 - 220200960
         assert src.small_anon_bytes(str(tmp_path / "work" / "other")) is None
+    finally:
+        src.close()
+
+
+def test_the_small_page_share_is_read_on_the_tick_and_scaled_at_the_kill(
+        tmp_path: Path) -> None:
+    """An at-once reap is decided before the kill, from the share of memory.current that
+    was anonymous in small pages at a recent tick, times memory.current now: nothing is
+    read between the signal and the reap."""
+    hog = tmp_path / "work" / "hog"
+    hog.mkdir(parents=True)
+    for name in ("cgroup.procs", "cgroup.events"):
+        (hog / name).write_text("0\n")
+    (hog / "memory.current").write_text(f"{8 << 20}\n")
+    (hog / "memory.stat").write_bytes(b"anon 4194304\n")
+    src = CgroupSource((f"{tmp_path}/work/*",), True, want_score=False)
+    path = str(hog)
+    try:
+        src.refresh()
+        src.note_small_share(path, 10**10)  # 8 MiB: under SHARE_MIN_BYTES, not read
+        assert src.small_anon_estimate(path, 10**10) is None
+        (hog / "memory.current").write_text(f"{400 << 20}\n")
+        (hog / "memory.stat").write_bytes(MEMORY_STAT)  # 140 of 350 MiB anon in small pages
+        src.refresh(discover=False)
+        src.note_small_share(path, 10**10)
+        small = 367001600 - 220200960
+        assert src.small_anon_estimate(path, 10**10) == pytest.approx(small, abs=1)
+        (hog / "memory.stat").write_bytes(b"anon 0\n")  # not re-read within a second
+        (hog / "memory.current").write_text(f"{800 << 20}\n")
+        src.refresh(discover=False)
+        src.note_small_share(path, 10**10 + SHARE_EVERY_NS - 1)
+        assert src.small_anon_estimate(path, 10**10 + 1) == pytest.approx(2 * small, abs=1)
+        assert src.small_anon_estimate(path, 10**10 + SHARE_STALE_NS + 1) is None
+        src.note_small_share(path, 10**10 + SHARE_EVERY_NS)
+        assert src.small_anon_estimate(path, 10**10 + SHARE_EVERY_NS) == 0
+        assert src.small_anon_estimate(str(tmp_path / "work" / "other"), 10**10) is None
     finally:
         src.close()
 
