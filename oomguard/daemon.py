@@ -352,8 +352,10 @@ class Daemon:
                 self.cooldown_until = time.monotonic_ns() + pause * 1_000_000
                 return
             early = self._small_anon_early(chosen)
+            at_once = early is not None and not self._reap_after_ns(early)
+            here = libc.sched_getcpu() if at_once and self.hastener is not None else -1
             try:
-                victim = self._kill(chosen)
+                victim = self._kill(chosen, here)
             except (KillError, OSError) as e:
                 self._log_choice(triggers, d, decided_ns)
                 self.log.emit("error", where="kill", target=chosen.key, error=str(e))
@@ -363,12 +365,12 @@ class Daemon:
                 return
             split: dict[str, float] = {}
             small: int | None = early
-            if early is not None and not self._reap_after_ns(early):
+            if at_once:
                 # decided before the kill: the reap goes first, as on 6.1 a killed task
                 # detaches its memory within ~3 ms and a later reap finds ESRCH; the
                 # victim is hastened beside it, so its exit frees pages on another CPU
                 if self.hastener is not None:
-                    self.hastener.go(victim, libc.sched_getcpu())
+                    self.hastener.go(victim, here)
                 reaped: tuple[dict[str, str], int] | None = (mrelease(victim),
                                                              time.monotonic_ns())
                 if self.hastener is not None and not self.hastener.wait(HASTEN_WAIT_S):
@@ -469,13 +471,15 @@ class Daemon:
             read_ns=self.read_ns,
         )
 
-    def _kill(self, c: Candidate) -> Victim:
+    def _kill(self, c: Candidate, hold_on: int = -1) -> Victim:
+        """``hold_on``: keep a cgroup's tasks on this CPU (oomguard's) from before the kill
+        until the hastening thread lets them go, so the reap finds their memory."""
         if c.pid:
             return kill_process(c.pid, lambda: self._still_same(c))
         assert isinstance(self.source, CgroupSource)
         return kill_cgroup(c.key, self.source.kill_file(c.key), self.source.events_file(c.key),
                            leader_grace_ms=self.cfg.policy.leader_first_ms,
-                           lister=self.source.members)
+                           lister=self.source.members, hold_on=hold_on)
 
     def _log_signal(self, v: Victim) -> None:
         self.log.emit(

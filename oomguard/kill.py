@@ -7,6 +7,7 @@ the memory comes back even if the victim is stuck in the kernel.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -39,6 +40,7 @@ class Victim:
     events: KFile | None = None
     errors: list[str] = field(default_factory=list)
     hastened: dict[str, str] = field(default_factory=dict)  # pid -> "ok" | errno name
+    affinity: dict[int, set[int]] = field(default_factory=dict)  # before a hold(): pid -> CPUs
 
     def close(self) -> None:
         for fd in self.pidfds.values():
@@ -109,6 +111,23 @@ def pin(pids: list[int]) -> dict[int, int]:
     return out
 
 
+def hold(pidfds: dict[int, int], cpu: int) -> dict[int, set[int]]:
+    """Confine tasks about to be killed to ``cpu``, where oomguard runs under SCHED_FIFO:
+    none of them runs again until oomguard sleeps or hastens it, so the reap that follows
+    the kill finds each one's memory still attached. A task running on another CPU when
+    it is killed detaches it within ~3 ms (6.1, TCG), before a reap can start. Returns
+    the CPUs each was allowed before, for hasten()."""
+    before = {}
+    for pid in pidfds:
+        try:
+            allowed = os.sched_getaffinity(pid)
+            os.sched_setaffinity(pid, {cpu})
+        except OSError:
+            continue  # exiting already, or not ours to move: it is killed all the same
+        before[pid] = allowed
+    return before
+
+
 def pin_rest(victim: Victim, lister: Callable[[str], list[int]] = members) -> None:
     """Pin the tasks of a killed cgroup that were not pinned before its kill (forked in
     between): dying tasks are still listed. Called after the reap, not before it."""
@@ -122,17 +141,21 @@ def pin_rest(victim: Victim, lister: Callable[[str], list[int]] = members) -> No
 def kill_cgroup(
     path: str, kill: KFile | None, events: KFile | None, source: str = "main",
     leader_grace_ms: int = 0, lister: Callable[[str], list[int]] = members,
+    hold_on: int = -1,
 ) -> Victim:
     """Kill every task in a cgroup subtree: cgroup.kill (after its first-listed process,
     given leader_grace_ms to exit), or SIGKILL to each task via pidfds. ``lister`` gives
     the subtree's pids, its own first (CgroupSource.members reads held fds). With
-    cgroup.kill the tasks are pinned before it; pin_rest() pins any forked since."""
+    cgroup.kill the tasks are pinned before it (and held on CPU ``hold_on``, if >= 0,
+    until they are hastened); pin_rest() pins any forked since."""
     pinned: dict[int, int] = {}
+    held: dict[int, set[int]] = {}
     first = 0  # when the leader was signalled, if it was
     first_error = ""
     if kill is not None:
         pids = lister(path)
         pinned = pin(pids)
+        held = hold(pinned, hold_on) if hold_on >= 0 else {}
         leader = pids[0] if leader_grace_ms and len(pids) > 1 else 0  # alone: nobody to outlive
         if leader in pinned:
             first = kill_leader(pinned[leader], leader_grace_ms)
@@ -145,8 +168,9 @@ def kill_cgroup(
         else:
             method = "cgroup.kill" if not first else "leader first, then cgroup.kill"
             return Victim("cgroup", path, method, first or time.monotonic_ns(), source,
-                          pinned, events=events)
-    victim = Victim("cgroup", path, "pidfd_send_signal", first, source, pinned, events=events)
+                          pinned, events=events, affinity=held)
+    victim = Victim("cgroup", path, "pidfd_send_signal", first, source, pinned, events=events,
+                    affinity=held)
     if first_error:
         victim.errors.append(first_error)
     for _ in range(MAX_SWEEPS):
@@ -166,6 +190,9 @@ def kill_cgroup(
             if not victim.sent_ns:
                 victim.sent_ns = time.monotonic_ns()
     if not victim.sent_ns:
+        for pid, allowed in held.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, allowed)  # not killed: let it run where it did
         victim.close()
         raise KillError(f"{path}: no task could be signalled ({'; '.join(victim.errors)})")
     return victim
@@ -182,19 +209,22 @@ def hasten(victim: Victim, priority: int, away_from: int = -1) -> None:
     Each pinned task goes to SCHED_FIFO ``priority`` (under oomguard's own threads, over
     every normal task: a stressor no longer delays the exit; 0 = its policy is left
     alone) and off the CPU where the reap runs (``away_from``; -1: this thread's CPU),
-    to the rest of its own allowed CPUs, where the reap would hold it off for as long
-    as it runs. lmkd raises the priority of the process it killed for the same reason.
-    Called right after the signal: a killed task keeps its pid until its parent reaps it, and the
-    pidfds pin each one, so the ids still name the victim's tasks. The main thread of
-    each process only (its other threads would need a /proc walk)."""
+    to the rest of its own allowed CPUs (a task held by hold() goes back to those),
+    where the reap would hold it off for as long as it runs. lmkd raises the priority
+    of the process it killed for the same reason. Called right after the signal: a
+    killed task keeps its pid until its parent reaps it, and the pidfds pin each one,
+    so the ids still name the victim's tasks. The main thread of each process only
+    (its other threads would need a /proc walk)."""
     here = away_from if away_from >= 0 else libc.sched_getcpu()
     param = os.sched_param(priority)
     for pid in victim.pidfds:
         err = 0
         try:
-            allowed = os.sched_getaffinity(pid)
-            if here in allowed and len(allowed) > 1:
-                os.sched_setaffinity(pid, allowed - {here})
+            held = victim.affinity.get(pid)
+            allowed = held or os.sched_getaffinity(pid)
+            away = allowed - {here} if here in allowed and len(allowed) > 1 else allowed
+            if held or away != allowed:
+                os.sched_setaffinity(pid, away)
         except OSError as e:
             err = e.errno or 0
         try:

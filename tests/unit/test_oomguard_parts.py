@@ -406,6 +406,30 @@ def test_kill_cgroup(spawn: Spawn, cg2: Path, method: str) -> None:
     assert [k.wait(timeout=5) for k in kids] == [-signal.SIGKILL] * 2
 
 
+def test_tasks_held_on_the_reaping_cpu_go_back_to_their_own_when_hastened(
+        spawn: Spawn, cg2: Path) -> None:
+    """hold_on keeps the tasks on oomguard's CPU from before the kill, so none runs its
+    exit (and detaches its memory) before the reap; hasten() then lets each go to the
+    CPUs it had, less that one."""
+    group = cg2 / "victim"
+    child = spawn()
+    move(child.pid, group)
+    cpus = frozenset(os.sched_getaffinity(child.pid))
+    reaping = min(cpus)
+    kill = KFile(str(group / "cgroup.kill"), True, write=True)
+    victim = kill_cgroup(str(group), kill, None, hold_on=reaping)
+    try:
+        assert victim.affinity == {child.pid: cpus}
+        assert os.sched_getaffinity(child.pid) == {reaping}
+        hasten(victim, 0, reaping)
+        assert victim.hastened == {str(child.pid): "ok"}
+        assert os.sched_getaffinity(child.pid) == (cpus - {reaping} or cpus)
+    finally:
+        victim.close()
+        kill.close()
+    assert child.wait(timeout=5) == -signal.SIGKILL
+
+
 def test_tasks_forked_after_the_pinning_are_pinned_after_the_reap(
         spawn: Spawn, cg2: Path) -> None:
     """The tasks are pinned before cgroup.kill, so the reap can follow the signal; one
