@@ -11,6 +11,7 @@ pages of the same address space.
 from __future__ import annotations
 
 import threading
+import time
 
 from .guards import RealtimeKeeper
 from .kill import Victim, hasten
@@ -25,6 +26,7 @@ class Hastener:
         self._go = threading.Event()
         self._done = threading.Event()
         self._stop = False
+        self.done_ns = 0  # when the last victim was hastened
         self._thread = threading.Thread(target=self._run, name="oomguard-hasten", daemon=True)
 
     def start(self, stack_kib: int = 256) -> None:
@@ -62,5 +64,6 @@ class Hastener:
             victim = self._victim
             if victim is not None:
                 hasten(victim, self.priority, self._cpu)
+                self.done_ns = time.monotonic_ns()
             self._victim = None
             self._done.set()
