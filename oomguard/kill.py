@@ -21,6 +21,10 @@ from .candidates import members, populated
 from .kfile import KFile
 
 MAX_SWEEPS = 8  # signal-every-task passes, to catch tasks forked while we kill
+# Tasks pinned (and held) before a cgroup.kill: enough for a container's processes,
+# few enough that a fork storm's hundreds do not delay the signal (the rest are pinned
+# after the reap).
+PIN_FIRST = 16
 
 
 class KillError(Exception):
@@ -154,7 +158,7 @@ def kill_cgroup(
     first_error = ""
     if kill is not None:
         pids = lister(path)
-        pinned = pin(pids)
+        pinned = pin(pids[:PIN_FIRST])
         held = hold(pinned, hold_on) if hold_on >= 0 else {}
         leader = pids[0] if leader_grace_ms and len(pids) > 1 else 0  # alone: nobody to outlive
         if leader in pinned:

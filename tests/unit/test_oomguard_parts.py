@@ -456,6 +456,28 @@ def test_tasks_forked_after_the_pinning_are_pinned_after_the_reap(
     assert [k.wait(timeout=5) for k in kids] == [-signal.SIGKILL] * 2
 
 
+def test_a_big_group_has_only_its_first_tasks_pinned_before_the_kill(
+        spawn: Spawn, cg2: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pinning (and holding) is a syscall or three per task before the signal: a fork
+    storm's hundreds are pinned after the reap instead."""
+    monkeypatch.setattr("oomguard.kill.PIN_FIRST", 2)
+    group = cg2 / "victim"
+    kids = [spawn(), spawn(), spawn()]
+    for k in kids:
+        move(k.pid, group)
+    kill = KFile(str(group / "cgroup.kill"), True, write=True)
+    victim = kill_cgroup(str(group), kill, None, hold_on=min(os.sched_getaffinity(0)))
+    try:
+        assert list(victim.pidfds) == [k.pid for k in kids[:2]]
+        assert list(victim.affinity) == [k.pid for k in kids[:2]]
+        pin_rest(victim)
+        assert sorted(victim.pidfds) == sorted(k.pid for k in kids)
+    finally:
+        victim.close()
+        kill.close()
+    assert [k.wait(timeout=5) for k in kids] == [-signal.SIGKILL] * 3
+
+
 @pytest.mark.parametrize("alone", [True, False])
 def test_a_lone_process_is_not_killed_leader_first(spawn: Spawn, cg2: Path, alone: bool) -> None:
     """Leader first is for a main process among siblings; a cgroup of one is killed at
