@@ -12,7 +12,6 @@ from . import guards as G
 from .candidates import CgroupSource, CgroupVeto, ProcessSource
 from .config import Config
 from .detect import ArmError, Detector, MemFloor, Trigger
-from .hastener import Hastener
 from .kfile import KFile
 from .kill import (
     KillError,
@@ -26,6 +25,7 @@ from .kill import (
 )
 from .log import JsonLog, RateLimited
 from .policy import Candidate, Decision, Rules, rank
+from .second_reaper import SecondReaper
 from .watchdog import Handle, Watchdog
 
 MAX_VETOES = 8  # re-selections after a cgroup turns out to hold something protected
@@ -33,7 +33,7 @@ LOG_CANDIDATES = 20  # candidates listed per decision line (the count is always 
 GC_EVERY_NS = 60 * 1_000_000_000  # calm-time garbage collection while the collector is off
 LATE_NS = 10_000_000  # a wake-up or refresh later/longer than this is logged ("late")
 HASTEN_PRIORITY = 1  # a victim's exit: over every normal task, under oomguard's threads
-HASTEN_WAIT_S = 5  # for the hastening thread, after an at-once reap (it takes ~3 ms)
+REAP2_WAIT_S = 5  # for the second reaper, once the main thread's reap is done
 
 
 class StartError(Exception):
@@ -75,7 +75,7 @@ class Daemon:
         self.next_floor = 0  # the floor is checked on its own, adaptive cadence
         self.keeper: G.RealtimeKeeper | None = None
         self.wd_floor: MemFloor | None = None  # the watchdog's own read of the floor
-        self.hastener: Hastener | None = None  # hastens a victim while it is reaped at once
+        self.reaper2: SecondReaper | None = None  # reaps beside the main thread, at once
 
     # -- start -------------------------------------------------------------------------
 
@@ -149,9 +149,10 @@ class Daemon:
             self._guard(
                 G.GuardResult("watchdog", "applied", f"deadline {g.watchdog_deadline_ms} ms")
             )
-        if cfg.policy.hasten_victim and self._reap_at_once_on():
-            self.hastener = Hastener(HASTEN_PRIORITY if g.realtime else 0, self.keeper)
-            self.hastener.start()
+        if self._reap_at_once_on():
+            prio = (HASTEN_PRIORITY if g.realtime else 0) if cfg.policy.hasten_victim else None
+            self.reaper2 = SecondReaper(prio, self.keeper)
+            self.reaper2.start()
         if g.prefault_heap:
             G.freeze_gc()
         statuses = {
@@ -353,7 +354,7 @@ class Daemon:
                 return
             early = self._small_anon_early(chosen)
             at_once = early is not None and not self._reap_after_ns(early)
-            here = libc.sched_getcpu() if at_once and self.hastener is not None else -1
+            here = libc.sched_getcpu() if at_once else -1
             try:
                 victim = self._kill(chosen, here)
             except (KillError, OSError) as e:
@@ -363,23 +364,11 @@ class Daemon:
                 until = time.monotonic_ns() + self.cfg.policy.kill_timeout_ms * 1_000_000
                 self.failed[chosen.key] = (until, f"kill failed: {e}")
                 return
-            split: dict[str, float] = {}
             small: int | None = early
+            reaped: tuple[dict[str, str], int] | None
+            split: dict[str, object]
             if at_once:
-                # decided before the kill: the reap goes first, as on 6.1 a killed task
-                # detaches its memory within ~3 ms and a later reap finds ESRCH; the
-                # victim is hastened beside it, so its exit frees pages on another CPU
-                if self.hastener is not None:
-                    self.hastener.go(victim, here)
-                reaped: tuple[dict[str, str], int] | None = (mrelease(victim),
-                                                             time.monotonic_ns())
-                if self.hastener is not None:
-                    if self.hastener.wait(HASTEN_WAIT_S):  # when the victim was let go
-                        split["hastened_ms"] = round(
-                            (self.hastener.done_ns - victim.sent_ns) / 1e6, 3)
-                    else:
-                        self.log.emit("error", where="hasten", target=victim.label,
-                                      error=f"not done within {HASTEN_WAIT_S} s")
+                reaped, split = self._reap_together(victim, here)
                 self._pin_rest(victim)
                 reap_after_ns = 0
             else:
@@ -409,6 +398,24 @@ class Daemon:
                 self.log.emit("mrelease", target=victim.label, results=reaped[0],
                               after_ms=round((reaped[1] - victim.sent_ns) / 1e6, 3), **extra)
             self._wait(victim, gone)
+
+    def _reap_together(self, victim: Victim, here: int
+                       ) -> tuple[tuple[dict[str, str], int], dict[str, object]]:
+        """The at-once reap, decided before the kill so that nothing stands between the
+        signal and it: the victim, held on this CPU (``here``) since before its signal, is
+        reaped here and by the second reaper beside, which then lets it go. Returns this
+        reap's (results, end ns) and the second's fields for the log line."""
+        assert self.reaper2 is not None
+        r2 = self.reaper2
+        r2.go(victim, here)
+        reaped = (mrelease(victim), time.monotonic_ns())
+        if not r2.wait(REAP2_WAIT_S):
+            self.log.emit("error", where="reap2", target=victim.label,
+                          error=f"not done within {REAP2_WAIT_S} s")
+            return reaped, {}
+        return reaped, {"second_results": r2.results,
+                        "second_after_ms": round((r2.reaped_ns - victim.sent_ns) / 1e6, 3),
+                        "released_ms": round((r2.released_ns - victim.sent_ns) / 1e6, 3)}
 
     def _pin_rest(self, victim: Victim) -> None:
         if victim.method != "pidfd_send_signal" and isinstance(self.source, CgroupSource):
@@ -477,7 +484,7 @@ class Daemon:
 
     def _kill(self, c: Candidate, hold_on: int = -1) -> Victim:
         """``hold_on``: keep a cgroup's tasks on this CPU (oomguard's) from before the kill
-        until the hastening thread lets them go, so the reap finds their memory."""
+        until the second reaper lets them go, so both reaps find their memory."""
         if c.pid:
             return kill_process(c.pid, lambda: self._still_same(c))
         assert isinstance(self.source, CgroupSource)
@@ -548,8 +555,8 @@ class Daemon:
     def close(self) -> None:
         if self.wd is not None:
             self.wd.stop()
-        if self.hastener is not None:
-            self.hastener.stop()
+        if self.reaper2 is not None:
+            self.reaper2.stop()
         if self.wd_floor is not None:
             self.wd_floor.close()
         self.detector.close()

@@ -117,10 +117,10 @@ def pin(pids: list[int]) -> dict[int, int]:
 
 def hold(pidfds: dict[int, int], cpu: int) -> dict[int, set[int]]:
     """Confine tasks about to be killed to ``cpu``, where oomguard runs under SCHED_FIFO:
-    none of them runs again until oomguard sleeps or hastens it, so the reap that follows
-    the kill finds each one's memory still attached. A task running on another CPU when
+    none of them runs again until oomguard sleeps or lets it go, so the reaps that follow
+    the kill find each one's memory still attached. A task running on another CPU when
     it is killed detaches it within ~3 ms (6.1, TCG), before a reap can start. Returns
-    the CPUs each was allowed before, for hasten()."""
+    the CPUs each was allowed before, for hasten() and release()."""
     before = {}
     for pid in pidfds:
         try:
@@ -130,6 +130,13 @@ def hold(pidfds: dict[int, int], cpu: int) -> dict[int, set[int]]:
             continue  # exiting already, or not ours to move: it is killed all the same
         before[pid] = allowed
     return before
+
+
+def release(victim: Victim) -> None:
+    """Put held tasks back on the CPUs they had (hasten() does so, and more)."""
+    for pid, allowed in victim.affinity.items():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, allowed)
 
 
 def pin_rest(victim: Victim, lister: Callable[[str], list[int]] = members) -> None:
@@ -194,9 +201,7 @@ def kill_cgroup(
             if not victim.sent_ns:
                 victim.sent_ns = time.monotonic_ns()
     if not victim.sent_ns:
-        for pid, allowed in held.items():
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(pid, allowed)  # not killed: let it run where it did
+        release(victim)  # not killed: let them run where they did
         victim.close()
         raise KillError(f"{path}: no task could be signalled ({'; '.join(victim.errors)})")
     return victim

@@ -30,7 +30,6 @@ from oomguard.config import Detect, PsiTrigger, parse
 from oomguard.daemon import Daemon
 from oomguard.detect import ArmError, Detector, MemFloor, parse_pressure
 from oomguard.guards import CAP_SYS_RESOURCE, effective_caps
-from oomguard.hastener import Hastener
 from oomguard.kfile import READ_SIZE, KFile
 from oomguard.kill import (
     KillError,
@@ -43,6 +42,7 @@ from oomguard.kill import (
     wait_gone,
 )
 from oomguard.log import JsonLog, RateLimited
+from oomguard.second_reaper import SecondReaper
 from oomguard.watchdog import Handle, Watchdog
 
 MRELEASE_OK = {"ok", "ESRCH", "EINVAL", "ENOSYS"}
@@ -354,25 +354,39 @@ def test_hasten_runs_a_killed_victim_off_the_reaping_cpu(spawn: Spawn, priority:
     assert reaped.hastened == {str(child.pid): "ESRCH"}
 
 
-def test_the_hastening_thread_moves_a_victim_off_the_reaping_cpu(spawn: Spawn) -> None:
-    """While the main thread reaps (here: waits), the second thread hastens the victim
-    away from the CPU the main thread named, not from its own."""
+@pytest.mark.parametrize("hasten_priority", [1, None], ids=["hasten", "release-only"])
+def test_the_second_reaper_reaps_then_lets_the_held_victim_go(
+        spawn: Spawn, cg2: Path, hasten_priority: int | None) -> None:
+    """While the main thread reaps (here: waits), the second thread reaps the victim too,
+    then lets it off the CPU it was held on: hastened, or back on its own CPUs only."""
+    group = cg2 / "victim"
     child = spawn()
-    cpus = frozenset(os.sched_getaffinity(0))
+    move(child.pid, group)
+    cpus = frozenset(os.sched_getaffinity(child.pid))
     reaping = max(cpus)
-    hastener = Hastener(1, None)
-    hastener.start()
-    victim = kill_process(child.pid, lambda: True)
+    reaper = SecondReaper(hasten_priority, None)
+    reaper.start()
+    kill = KFile(str(group / "cgroup.kill"), True, write=True)
+    victim = kill_cgroup(str(group), kill, None, hold_on=reaping)
     try:
-        hastener.go(victim, reaping)
-        assert hastener.wait(5)
-        assert victim.hastened == {str(child.pid): "ok"}
-        assert os.sched_getscheduler(child.pid) == os.SCHED_FIFO
-        assert os.sched_getaffinity(child.pid) == (cpus - {reaping} or cpus)
+        reaper.go(victim, reaping)
+        assert reaper.wait(5)
+        assert set(reaper.results) == {str(child.pid)}
+        assert set(reaper.results.values()) <= MRELEASE_OK
+        assert victim.sent_ns < reaper.reaped_ns <= reaper.released_ns
+        if hasten_priority is None:
+            assert victim.hastened == {}
+            assert os.sched_getscheduler(child.pid) == os.SCHED_OTHER
+            assert os.sched_getaffinity(child.pid) == cpus
+        else:
+            assert victim.hastened == {str(child.pid): "ok"}
+            assert os.sched_getscheduler(child.pid) == os.SCHED_FIFO
+            assert os.sched_getaffinity(child.pid) == (cpus - {reaping} or cpus)
     finally:
         victim.close()
-        hastener.stop()
-    assert not hastener._thread.is_alive()
+        kill.close()
+        reaper.stop()
+    assert not reaper._thread.is_alive()
     assert child.wait(timeout=5) == -signal.SIGKILL
 
 
