@@ -4,8 +4,8 @@ Reaped at once, a victim with much memory in small pages is torn down by whoever
 holds its address space: process_mrelease holds the mmap lock (read) for the whole
 reap. On the 6.1 guest's `evict` the victim's own exit could not run beside it:
 khugepaged was working on that mm, so the exit waited in __khugepaged_exit for the
-lock (write) until the reap was done (/proc/PID/stack, 4 runs in 5), and the reap
-alone took 179-308 ms. Two reaps share the lock as readers and free pages of the same
+lock (write) until the reap was done (5 runs in 6; /proc/PID/stack), and the reap
+alone took 170-308 ms. Two reaps share the lock as readers and free pages of the same
 address space on two CPUs: 102-151 ms. The victim is held on the main thread's CPU
 until both are done (kill.hold), so neither finds it gone and its exit does not queue
 for the lock between them; then this thread lets it go (hasten, or only back to its
