@@ -76,6 +76,10 @@ class Daemon:
         self.keeper: G.RealtimeKeeper | None = None
         self.wd_floor: MemFloor | None = None  # the watchdog's own read of the floor
         self.reaper2: SecondReaper | None = None  # reaps beside the main thread, at once
+        # a victim's priority once hastened: never above oomguard itself (without its
+        # realtime guard, only the CPU move); None: hasten_victim is off
+        self.hasten_priority = ((HASTEN_PRIORITY if cfg.guards.realtime else 0)
+                                if cfg.policy.hasten_victim else None)
 
     # -- start -------------------------------------------------------------------------
 
@@ -150,8 +154,7 @@ class Daemon:
                 G.GuardResult("watchdog", "applied", f"deadline {g.watchdog_deadline_ms} ms")
             )
         if self._reap_at_once_on():
-            prio = (HASTEN_PRIORITY if g.realtime else 0) if cfg.policy.hasten_victim else None
-            self.reaper2 = SecondReaper(prio, self.keeper)
+            self.reaper2 = SecondReaper(self.hasten_priority, self.keeper)
             self.reaper2.start()
         if g.prefault_heap:
             G.freeze_gc()
@@ -376,7 +379,8 @@ class Daemon:
                 self._pin_rest(victim)
                 self._hasten(victim)
                 hastened_ns = time.monotonic_ns()
-                small = early if early is not None else self._small_anon(victim)
+                if small is None:
+                    small = self._small_anon(victim)
                 read_ns = time.monotonic_ns()
                 reap_after_ns = self._reap_after_ns(small)
                 reaped = None if reap_after_ns else (mrelease(victim), time.monotonic_ns())
@@ -422,9 +426,8 @@ class Daemon:
             pin_rest(victim, self.source.members)  # the sweep pinned every task already
 
     def _hasten(self, victim: Victim) -> None:
-        if self.cfg.policy.hasten_victim:
-            # never above oomguard itself: without its realtime guard, only the CPU move
-            hasten(victim, HASTEN_PRIORITY if self.cfg.guards.realtime else 0)
+        if self.hasten_priority is not None:
+            hasten(victim, self.hasten_priority)
 
     def _reap_at_once_on(self) -> bool:
         p = self.cfg.policy

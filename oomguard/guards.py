@@ -169,6 +169,16 @@ def apply_mlockall() -> GuardResult:
     return GuardResult("mlockall", "applied", "MCL_CURRENT|MCL_FUTURE")
 
 
+def start_small(thread: threading.Thread, stack_kib: int = 256) -> None:
+    """Start a helper thread with a small stack: under mlockall a thread stack is
+    locked in full."""
+    prev = threading.stack_size(stack_kib * 1024)
+    try:
+        thread.start()
+    finally:
+        threading.stack_size(prev)
+
+
 def set_fifo(tid: int, priority: int) -> None:
     """SCHED_FIFO for one thread (0 = this one), reset in any child; raises OSError."""
     os.sched_setscheduler(tid, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))

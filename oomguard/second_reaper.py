@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 
-from .guards import RealtimeKeeper
+from .guards import RealtimeKeeper, start_small
 from .kill import Victim, hasten, mrelease, release
 
 
@@ -35,16 +35,10 @@ class SecondReaper:
         self.results: dict[str, str] = {}  # the last reap's, as kill.mrelease gives them
         self.reaped_ns = 0  # when it ended
         self.released_ns = 0  # when the victim was let go
+        self._thread = threading.Thread(target=self._run, name="oomguard-reap2", daemon=True)
 
-    def start(self, stack_kib: int = 256) -> None:
-        # Under mlockall a thread stack is locked in full: keep it small.
-        prev = threading.stack_size(stack_kib * 1024)
-        try:
-            self._thread = threading.Thread(target=self._run, name="oomguard-reap2",
-                                            daemon=True)
-            self._thread.start()
-        finally:
-            threading.stack_size(prev)
+    def start(self) -> None:
+        start_small(self._thread)
 
     def go(self, victim: Victim, cpu: int) -> None:
         """Reap ``victim`` too, then let it go off ``cpu`` (where the caller reaps it)."""

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .guards import RealtimeKeeper
+from .guards import RealtimeKeeper, start_small
 from .kfile import KFile
 from .kill import KillError, Victim, kill_cgroup, kill_process_fd, mrelease, pin_rest
 from .log import JsonLog
@@ -66,13 +66,8 @@ class Watchdog:
         if old is not None:
             old.close()
 
-    def start(self, stack_kib: int = 256) -> None:
-        # Under mlockall a thread stack is locked in full: keep it small.
-        prev = threading.stack_size(stack_kib * 1024)
-        try:
-            self._thread.start()
-        finally:
-            threading.stack_size(prev)
+    def start(self) -> None:
+        start_small(self._thread)
 
     def stop(self) -> None:
         self._stop.set()
