@@ -422,8 +422,8 @@ class Daemon:
                         "released_ms": round((r2.released_ns - victim.sent_ns) / 1e6, 3)}
 
     def _pin_rest(self, victim: Victim) -> None:
-        if victim.method != "pidfd_send_signal" and isinstance(self.source, CgroupSource):
-            pin_rest(victim, self.source.members)  # the sweep pinned every task already
+        if isinstance(self.source, CgroupSource):
+            pin_rest(victim, self.source.members)
 
     def _hasten(self, victim: Victim) -> None:
         if self.hasten_priority is not None:

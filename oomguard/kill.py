@@ -141,7 +141,10 @@ def release(victim: Victim) -> None:
 
 def pin_rest(victim: Victim, lister: Callable[[str], list[int]] = members) -> None:
     """Pin the tasks of a killed cgroup that were not pinned before its kill (forked in
-    between): dying tasks are still listed. Called after the reap, not before it."""
+    between): dying tasks are still listed. Called after the reap, not before it. A
+    process, or a cgroup killed task by task (whose sweep pinned each), has none left."""
+    if victim.kind != "cgroup" or victim.method == "pidfd_send_signal":
+        return
     for pid in lister(victim.label):
         if pid not in victim.pidfds:
             fd = _pidfd(pid)

@@ -138,8 +138,7 @@ class Watchdog:
                 pids=sorted(victim.pidfds),
             )
             self.log.emit("mrelease", target=victim.label, results=mrelease(victim))
-            if victim.kind == "cgroup" and victim.method != "pidfd_send_signal":
-                pin_rest(victim)  # for the wait: tasks forked since they were pinned
+            pin_rest(victim)  # for the wait: tasks forked since they were pinned
             self.fired = victim
             return True
         finally:

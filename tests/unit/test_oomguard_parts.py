@@ -3,6 +3,7 @@ these tests start themselves: candidate sampling, detection, kill, watchdog."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -397,19 +398,47 @@ def test_kill_process_refuses_when_pid_changed(spawn: Spawn) -> None:
     assert child.poll() is None
 
 
+def open_pidfds() -> int:
+    """How many pidfds this process holds now."""
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            count += os.readlink(fd) == "anon_inode:[pidfd]"
+    return count
+
+
+class PidfdsAtWrite(KFile):
+    """cgroup.kill that notes how many pidfds were open when it was written."""
+
+    __slots__ = ("pidfds_at_write",)
+
+    def __init__(self, path: str, keep: bool, write: bool = False) -> None:
+        super().__init__(path, keep, write)
+        self.pidfds_at_write: list[int] = []
+
+    def write(self, data: bytes) -> None:
+        self.pidfds_at_write.append(open_pidfds())
+        super().write(data)
+
+
 @pytest.mark.parametrize("method", ["cgroup.kill", "pidfd_send_signal"])
 def test_kill_cgroup(spawn: Spawn, cg2: Path, method: str) -> None:
     group = cg2 / "victim"
     kids = [spawn(), spawn()]
     move(kids[0].pid, group)
     move(kids[1].pid, group / "nested")
-    kill = KFile(str(group / "cgroup.kill"), True, write=True) if method == "cgroup.kill" else None
+    kill = (PidfdsAtWrite(str(group / "cgroup.kill"), True, write=True)
+            if method == "cgroup.kill" else None)
     events = KFile(str(group / "cgroup.events"), True)
+    before = open_pidfds()
     victim = kill_cgroup(str(group), kill, events)
     try:
         assert victim.method == method
         # pinned before cgroup.kill (or while each is signalled): none has exited yet
         assert sorted(victim.pidfds) == sorted(k.pid for k in kids)
+        if kill is not None:  # and before, not after: the reap can follow the signal
+            assert kill.pidfds_at_write == [before + 2]
         assert set(mrelease(victim).values()) <= MRELEASE_OK
         assert wait_gone(victim, 5_000_000_000, 20, lambda: None) > 0
     finally:
@@ -452,11 +481,12 @@ def test_tasks_forked_after_the_pinning_are_pinned_after_the_reap(
     kids = [spawn(), spawn()]
     for k in kids:
         move(k.pid, group)
+    listed = members(str(group))
     calls: list[str] = []
 
     def first_only(path: str) -> list[int]:  # as if kids[1] forked after the listing
-        calls.append(path)
-        return [kids[0].pid] if len(calls) == 1 else members(path)
+        calls.append(path)  # (then both, as listed before the kill: a killed task that
+        return [kids[0].pid] if len(calls) == 1 else listed  # is not held may be gone)
 
     kill = KFile(str(group / "cgroup.kill"), True, write=True)
     victim = kill_cgroup(str(group), kill, None, lister=first_only)
@@ -470,6 +500,29 @@ def test_tasks_forked_after_the_pinning_are_pinned_after_the_reap(
     assert [k.wait(timeout=5) for k in kids] == [-signal.SIGKILL] * 2
 
 
+def test_a_group_killed_task_by_task_is_not_listed_again(spawn: Spawn, cg2: Path) -> None:
+    """Without cgroup.kill the sweep pinned each task as it signalled it: pin_rest()
+    has nothing to add and does not list the group (the daemon and the watchdog both
+    call it whatever the method)."""
+    group = cg2 / "victim"
+    kid = spawn()
+    move(kid.pid, group)
+    victim = kill_cgroup(str(group), None, None)
+    listed: list[str] = []
+
+    def lister(path: str) -> list[int]:
+        listed.append(path)
+        return members(path)
+
+    try:
+        assert victim.method == "pidfd_send_signal" and list(victim.pidfds) == [kid.pid]
+        pin_rest(victim, lister)
+        assert listed == [] and list(victim.pidfds) == [kid.pid]
+    finally:
+        victim.close()
+    assert kid.wait(timeout=5) == -signal.SIGKILL
+
+
 def test_a_big_group_has_only_its_first_tasks_pinned_before_the_kill(
         spawn: Spawn, cg2: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pinning (and holding) is a syscall or three per task before the signal: a fork
@@ -479,12 +532,13 @@ def test_a_big_group_has_only_its_first_tasks_pinned_before_the_kill(
     kids = [spawn(), spawn(), spawn()]
     for k in kids:
         move(k.pid, group)
+    listed = members(str(group))  # the third, not held, may be gone from a listing after
     kill = KFile(str(group / "cgroup.kill"), True, write=True)
     victim = kill_cgroup(str(group), kill, None, hold_on=min(os.sched_getaffinity(0)))
     try:
         assert list(victim.pidfds) == [k.pid for k in kids[:2]]
         assert list(victim.affinity) == [k.pid for k in kids[:2]]
-        pin_rest(victim)
+        pin_rest(victim, lambda path: listed)
         assert sorted(victim.pidfds) == sorted(k.pid for k in kids)
     finally:
         victim.close()
