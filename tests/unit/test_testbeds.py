@@ -37,6 +37,25 @@ def test_an_int3_oops_under_emulation_without_a_result_is_the_emulator(tmp_path:
     assert not guest_fault(INT3, tmp_path, "tcg")
 
 
+STALL_ON_INT3 = """[   37.399628] rcu: INFO: rcu_preempt self-detected stall on CPU
+[   37.408023] NMI backtrace for cpu 0
+[   37.415680]  asm_exc_int3+0x2a/0x40
+[   37.415849] RIP: 0010:__schedule+0x1bd/0xa00"""
+
+
+def test_a_stall_in_the_int3_trap_under_emulation_is_the_emulator(tmp_path: Path) -> None:
+    """The guest hung to its deadline (no Oops): its console says a CPU was stuck
+    trapping on text being patched."""
+    (tmp_path / "stdout").write_text("chaos-agent: progress pressing\n")
+    assert guest_fault(STALL_ON_INT3, tmp_path, "tcg")
+    assert not guest_fault(STALL_ON_INT3, tmp_path, "kvm")  # real hardware: a finding
+    plain = STALL_ON_INT3.replace("asm_exc_int3+0x2a/0x40", "shrink_node+0x1c/0x90")
+    assert not guest_fault(plain, tmp_path, "tcg")  # a stall elsewhere: a finding
+    hung = VmRun(exit_status=None, stdout="", stderr="", console=STALL_ON_INT3, accel="tcg",
+                 boot_ms=4000.0, wall_s=182.0, hung=True, failure="guest still running")
+    assert fresh_guest_reason(hung, tmp_path).endswith("self-detected stall on CPU")
+
+
 def test_a_guest_that_never_came_up_or_faulted_gets_a_fresh_one(tmp_path: Path) -> None:
     def run(console: str, hung: bool, boot_ms: float | None, failure: str = "") -> VmRun:
         return VmRun(exit_status=None, stdout="", stderr="", console=console, accel="tcg",
