@@ -207,10 +207,13 @@ class Daemon:
             next_tick = now + self.interval_ns
             self._keep_realtime()
             self._refresh()
+            refreshed = time.monotonic_ns()
             self._warm_top(now)
-            took = time.monotonic_ns() - now
-            if took > LATE_NS:
-                self.late.emit(now, step="refresh", by_ms=round(took / 1e6, 3))
+            warmed = time.monotonic_ns()
+            if refreshed - now > LATE_NS:
+                self.late.emit(now, step="refresh", by_ms=round((refreshed - now) / 1e6, 3))
+            if warmed - refreshed > LATE_NS:  # the top candidate's memory.stat, mostly
+                self.late.emit(now, step="warm_top", by_ms=round((warmed - refreshed) / 1e6, 3))
         if tick or now >= self.next_floor:
             floor = self._check_floor()
             self.next_floor = now + self.detector.next_floor_ms(self.cfg.interval_ms) * 1_000_000
@@ -507,6 +510,7 @@ class Daemon:
             pids=sorted(v.pidfds),
             errors=v.errors,
             **({"hastened": v.hastened} if v.hastened else {}),
+            **({"before_ms": v.before_ms} if v.before_ms else {}),
         )
 
     def _follow_watchdog(self) -> None:

@@ -45,6 +45,7 @@ class Victim:
     errors: list[str] = field(default_factory=list)
     hastened: dict[str, str] = field(default_factory=dict)  # pid -> "ok" | errno name
     affinity: dict[int, set[int]] = field(default_factory=dict)  # before a hold(): pid -> CPUs
+    before_ms: dict[str, float] = field(default_factory=dict)  # the steps before the signal
 
     def close(self) -> None:
         for fd in self.pidfds.values():
@@ -166,10 +167,16 @@ def kill_cgroup(
     held: dict[int, set[int]] = {}
     first = 0  # when the leader was signalled, if it was
     first_error = ""
+    steps: dict[str, float] = {}
     if kill is not None:
+        t = time.monotonic_ns()
         pids = lister(path)
+        t = _step(steps, "list", t)
         pinned = pin(pids[:PIN_FIRST])
+        t = _step(steps, "pin", t)
         held = hold(pinned, hold_on) if hold_on >= 0 else {}
+        if held:
+            t = _step(steps, "hold", t)
         leader = pids[0] if leader_grace_ms and len(pids) > 1 else 0  # alone: nobody to outlive
         if leader in pinned:
             first = kill_leader(pinned[leader], leader_grace_ms)
@@ -180,9 +187,10 @@ def kill_cgroup(
             for pid in [p for p in pinned if not (first and p == leader)]:
                 os.close(pinned.pop(pid))  # the sweep below signals them itself
         else:
+            sent = _step(steps, "kill", t)
             method = "cgroup.kill" if not first else "leader first, then cgroup.kill"
-            return Victim("cgroup", path, method, first or time.monotonic_ns(), source,
-                          pinned, events=events, affinity=held)
+            return Victim("cgroup", path, method, first or sent, source,
+                          pinned, events=events, affinity=held, before_ms=steps)
     victim = Victim("cgroup", path, "pidfd_send_signal", first, source, pinned, events=events,
                     affinity=held)
     if first_error:
@@ -208,6 +216,13 @@ def kill_cgroup(
         victim.close()
         raise KillError(f"{path}: no task could be signalled ({'; '.join(victim.errors)})")
     return victim
+
+
+def _step(steps: dict[str, float], name: str, since: int) -> int:
+    """Note how long a step before the signal took (ms); returns now."""
+    now = time.monotonic_ns()
+    steps[name] = round((now - since) / 1e6, 3)
+    return now
 
 
 def _outcome(err: int) -> str:

@@ -31,8 +31,10 @@ from chaos.targets.scope import scope
 READY = '"event":"ready"'
 # Kept with the result. `mrelease` says whether the reap found the victim's memory (ok)
 # or came after its exit had taken it (ESRCH): the reap's timing is what #7 tunes.
+# `late` (at most one a second per step) says where a main loop that the watchdog had
+# to cover for spent its time.
 LOGGED = ("decision", "signal", "mrelease", "exit", "kill_timeout", "no_candidate", "error",
-          "watchdog", "trigger")
+          "watchdog", "watchdog_waived", "trigger", "late")
 SELECT = ("size", "growth", "oom_score")
 
 

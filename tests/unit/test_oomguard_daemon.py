@@ -520,6 +520,7 @@ def test_cgroup_mode_kills_a_whole_cgroup(tmp_path: Path, spawn: Spawn, cg2: Pat
     sig = first(events, "signal")
     assert sig["method"] == "leader first, then cgroup.kill" and sig["kind"] == "cgroup"
     assert sorted(sig["pids"]) == sorted([victim.pid, victim2.pid])  # pinned before the kill
+    assert list(sig["before_ms"]) == ["list", "pin", "kill"]  # no hold: not reaped at once
     assert order[0] == victim.pid  # the group's first-listed process went first
     assert float(str(gone["after_ms"])) >= 0
     decision = first(events, "decision")

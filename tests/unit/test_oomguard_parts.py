@@ -439,6 +439,8 @@ def test_kill_cgroup(spawn: Spawn, cg2: Path, method: str) -> None:
         assert sorted(victim.pidfds) == sorted(k.pid for k in kids)
         if kill is not None:  # and before, not after: the reap can follow the signal
             assert kill.pidfds_at_write == [before + 2]
+            assert list(victim.before_ms) == ["list", "pin", "kill"]  # each step's ms
+            assert all(ms >= 0 for ms in victim.before_ms.values())
         assert set(mrelease(victim).values()) <= MRELEASE_OK
         assert wait_gone(victim, 5_000_000_000, 20, lambda: None) > 0
     finally:
@@ -464,6 +466,7 @@ def test_tasks_held_on_the_reaping_cpu_go_back_to_their_own_when_hastened(
     try:
         assert victim.affinity == {child.pid: cpus}
         assert os.sched_getaffinity(child.pid) == {reaping}
+        assert list(victim.before_ms) == ["list", "pin", "hold", "kill"]
         hasten(victim, 0, reaping)
         assert victim.hastened == {str(child.pid): "ok"}
         assert os.sched_getaffinity(child.pid) == (cpus - {reaping} or cpus)

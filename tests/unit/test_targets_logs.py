@@ -100,10 +100,13 @@ def test_oomguard_json_lines_keep_their_own_time() -> None:
         {"t_ns": 450, "event": "mrelease", "target": "/sys/fs/cgroup/c/arena/workload/hog",
          "results": {"180": "ESRCH"}, "after_ms": 2.5},
         {"t_ns": 500, "event": "exit", "target": "/sys/fs/cgroup/c/arena/workload/hog"},
+        {"t_ns": 600, "event": "late", "step": "warm_top", "by_ms": 2100.5},  # its own stall
+        {"t_ns": 700, "event": "candidates", "count": 2},  # not kept
     ]
     text = "\n".join(json.dumps(x) for x in lines) + "\nnot json\n{broken\n"
     events = parse("oomguard", text)
-    assert [e.t_ns for e in events] == [200, 300, 350, 450, 500]
+    assert [e.t_ns for e in events] == [200, 300, 350, 450, 500, 600]
+    assert '"warm_top"' in events[-1].detail
     signal, reap = events[2], events[3]
     assert (signal.pid, signal.signal, signal.comm) == (180, 9, "hog")
     assert (reap.pid, reap.signal) == (0, 0) and '"ESRCH"' in reap.detail
