@@ -200,7 +200,7 @@ class Daemon:
             self.log.emit("error", where="psi", file=path, error="trigger fd reported POLLERR")
         self.detector.broken.clear()
         now = time.monotonic_ns()
-        if not triggers and now - wake > LATE_NS:
+        if not triggers and wake and now - wake > LATE_NS:  # (0: the first wake-up)
             self.late.emit(now, step="wake", by_ms=round((now - wake) / 1e6, 3))
         tick = now >= next_tick
         if tick:

@@ -220,6 +220,9 @@ def test_floor_trigger_kills_the_configured_pid(
         assert og.stop() == 0
     events = og.events()
     assert all(isinstance(e["t_ns"], int) and e["event"] for e in events)
+    ran_ms = (int(str(events[-1]["t_ns"])) - int(str(events[0]["t_ns"]))) / 1e6
+    # a late line measures from when the loop meant to wake: never from before it started
+    assert all(float(str(e["by_ms"])) < ran_ms for e in events if e["event"] == "late")
     order = names(events)
     want = ["start", "ready", "trigger", "decision", "signal", "mrelease", "exit"]
     assert [order.index(n) for n in want] == sorted(order.index(n) for n in want)
