@@ -73,6 +73,8 @@ class Daemon:
         self.stop_reason = "exit"
         self.last_gc = time.monotonic_ns()
         self.next_floor = 0  # the floor is checked on its own, adaptive cadence
+        self.schedstat: KFile | None = None
+        self.queued_ns = 0  # the main thread's run delay at its last wake-up
         self.keeper: G.RealtimeKeeper | None = None
         self.wd_floor: MemFloor | None = None  # the watchdog's own read of the floor
         self.reaper2: SecondReaper | None = None  # reaps beside the main thread, at once
@@ -123,6 +125,8 @@ class Daemon:
         if g.realtime:
             self.keeper = G.RealtimeKeeper(g.realtime_priority)
             self.keeper.add(threading.get_native_id())
+        # this thread's run delay: a late wake-up says whether it waited for a CPU
+        self.schedstat = KFile.maybe("/proc/thread-self/schedstat", self.keep)
         if g.watchdog:
             if self.detector.floor is not None and g.watchdog_needs_danger:
                 try:
@@ -195,13 +199,20 @@ class Daemon:
             self._follow_watchdog()
         now = time.monotonic_ns()
         wake = min(next_tick, self.next_floor)
-        triggers = self.detector.wait(max(0, -(-(wake - now) // 1_000_000)))
+        timeout_ms = max(0, -(-(wake - now) // 1_000_000))
+        triggers = self.detector.wait(timeout_ms)
         for path in self.detector.broken:
             self.log.emit("error", where="psi", file=path, error="trigger fd reported POLLERR")
         self.detector.broken.clear()
         now = time.monotonic_ns()
+        queued, self.queued_ns = self.queued_ns, self._run_delay_ns()
         if not triggers and wake and now - wake > LATE_NS:  # (0: the first wake-up)
-            self.late.emit(now, step="wake", by_ms=round((now - wake) / 1e6, 3))
+            # timeout 0: the last iteration itself overran; queued: of that time, how long
+            # this thread was ready but not on a CPU (-1: not known)
+            self.late.emit(now, step="wake", by_ms=round((now - wake) / 1e6, 3),
+                           timeout_ms=timeout_ms,
+                           queued_ms=round((self.queued_ns - queued) / 1e6, 3)
+                           if queued and self.queued_ns else -1)
         tick = now >= next_tick
         if tick:
             next_tick = now + self.interval_ns
@@ -227,6 +238,15 @@ class Daemon:
                 self._refresh(discover=False)  # themselves are the tick's (no glob here)
             self._act(triggers)
         return next_tick
+
+    def _run_delay_ns(self) -> int:
+        """The main thread's total time ready to run but not running (0: not known)."""
+        if self.schedstat is None:
+            return 0
+        try:
+            return int(self.schedstat.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            return 0
 
     def _warm_top(self, now: int) -> None:
         """Read the top cgroup candidate's new members now, not when its kill is due (only
@@ -566,6 +586,8 @@ class Daemon:
             self.reaper2.stop()
         if self.wd_floor is not None:
             self.wd_floor.close()
+        if self.schedstat is not None:
+            self.schedstat.close()
         self.detector.close()
         if self.source is not None:
             self.source.close()

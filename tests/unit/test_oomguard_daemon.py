@@ -707,6 +707,31 @@ def test_watchdog_kills_when_the_main_loop_is_stuck(tmp_path: Path, spawn: Spawn
     assert gone["target"] == f"pid:{child.pid}"
 
 
+def test_a_late_wake_up_says_how_long_it_waited_for_a_cpu(
+        tmp_path: Path, spawn: Spawn) -> None:
+    """A stopped killer is late without having waited for a CPU: the late line's
+    queued_ms (the main thread's run delay since its last wake-up) tells that apart from
+    starvation (on a 6.1 guest under evict: late 52-72 ms, queued 50-70)."""
+    child = spawn()
+    cfg = {
+        "detect": {"mem_available_min_pct": 1},  # never in danger here
+        "policy": {"pids": [child.pid]},
+        "guards": QUIET,
+    }
+    with Oomguard(tmp_path, cfg) as og:
+        og.wait_event("ready")
+        time.sleep(0.3)  # a few wake-ups on time
+        os.kill(og.pid, signal.SIGSTOP)
+        time.sleep(0.6)
+        os.kill(og.pid, signal.SIGCONT)
+        late = og.wait_event("late", step="wake")
+        assert og.stop() == 0
+    assert child.poll() is None
+    by, queued = float(late["by_ms"]), float(late["queued_ms"])
+    assert by >= 400 and int(late["timeout_ms"]) >= 0
+    assert 0 <= queued < by / 2  # stopped, not ready: little of it was run delay
+
+
 def test_a_stuck_log_reader_does_not_hold_up_the_kill(
     tmp_path: Path, spawn: Spawn, cg2: Path
 ) -> None:
