@@ -89,6 +89,7 @@ class VmRun:
     milestones: dict[str, float] = field(default_factory=dict)
     # the host's view of the vCPU threads: how long they waited for a host CPU
     vcpu_wait: VcpuWait = field(default_factory=VcpuWait)
+    qemu_signal: int = 0  # the signal qemu itself died of, if one did (not its guest)
 
 
 def qemu_binary() -> str:
@@ -392,7 +393,8 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
                  console=console_text + ("\n[qemu] " + qemu_out if qemu_out.strip() else ""),
                  accel=accel, boot_ms=boot_ms, wall_s=round(wall, 3), hung=hung,
                  panicked=panicked, failure=failure, pid=proc.pid, milestones=milestones,
-                 vcpu_wait=sampler.record)
+                 vcpu_wait=sampler.record,
+                 qemu_signal=-proc.returncode if proc.returncode and proc.returncode < 0 else 0)
 
 
 class _Milestones:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +39,10 @@ def impossible_registers(console: str) -> bool:
 
 
 STALLS = ("self-detected stall", "detected stalls", "soft lockup")
+# qemu itself dying of one of these is the emulator's fault: the suite only ever stops it
+# with SIGTERM or SIGKILL (a CI run's 6.1 guest: SIGSEGV 3.5 s into its boot).
+EMULATOR_CRASHES = (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGILL,
+                    signal.SIGFPE)
 
 
 def stuck_on_int3(console: str) -> bool:
@@ -80,6 +85,8 @@ def fresh_guest_reason(vm: VmRun, share: Path) -> str:
     was killed at 90 s (no fault on its console)."""
     if vm.hung and vm.boot_ms is None:
         return f"never came up: {vm.failure}"[:300]
+    if vm.qemu_signal in EMULATOR_CRASHES and not vm.hung and not (share / "result.json").exists():
+        return f"qemu crashed ({signal.Signals(vm.qemu_signal).name})"
     if guest_fault(vm.console, share, vm.accel):
         lines = vm.console.strip().splitlines()
         oops = [line for line in lines

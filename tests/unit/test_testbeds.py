@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,12 @@ def test_a_guest_that_never_came_up_or_faulted_gets_a_fresh_one(tmp_path: Path) 
     # hung after it came up (the scenario's deadline): a finding, not retried
     assert fresh_guest_reason(run("", True, 4000.0, "guest still running"), tmp_path) == ""
     assert fresh_guest_reason(run("", False, 4000.0), tmp_path) == ""
+    # qemu itself crashed (a CI run: SIGSEGV 3.5 s into a boot); killed by us: not retried
+    crashed = replace(run("", False, None, "qemu exited with status -11: "), qemu_signal=11)
+    assert fresh_guest_reason(crashed, tmp_path) == "qemu crashed (SIGSEGV)"
+    assert fresh_guest_reason(replace(crashed, qemu_signal=9), tmp_path) == ""
+    (tmp_path / "result.json").write_text("{}")  # it had finished: keep the result
+    assert fresh_guest_reason(crashed, tmp_path) == ""
 
 
 DOUBLE_FAULT = """[   15.677637] traps: PANIC: double fault, error_code: 0x0
