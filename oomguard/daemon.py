@@ -256,8 +256,7 @@ class Daemon:
         if top is None or top.pid:
             return
         if self.veto is not None:
-            self.veto.why(top.key)
-            self.veto.forget({top.key})
+            self.veto.forget({c.key for c in self.cands})  # of cgroups no longer there
         if self._reap_at_once_on():
             assert isinstance(self.source, CgroupSource)
             self.source.note_small_share(top.key, now)
@@ -300,7 +299,8 @@ class Daemon:
             return
         if not discover:
             return
-        self.decision = rank(self.cands, self.rules)
+        # as a kill would choose (vetoes too): the watchdog fires at this one, unchecked
+        self.decision = self._choose()
         if self.wd is not None:
             self._retarget(self.decision)
 

@@ -43,6 +43,7 @@ from oomguard.kill import (
     wait_gone,
 )
 from oomguard.log import JsonLog, RateLimited
+from oomguard.policy import rank
 from oomguard.second_reaper import SecondReaper
 from oomguard.watchdog import Handle, Watchdog
 
@@ -691,6 +692,36 @@ def test_watchdog_kills_a_cgroup_through_its_preopened_fd(
     wd.fired.close()
     wd.stop()
     log.close()
+
+
+@pytest.mark.parametrize("why", ["protect_pids", "kill failed"])
+def test_the_tick_aims_the_watchdog_past_a_vetoed_top(
+        spawn: Spawn, cg2: Path, tmp_path: Path, why: str) -> None:
+    """The watchdog fires at the tick's top candidate without a second look: that top
+    must be what a kill would choose, never a cgroup holding a protected pid (or one
+    whose kill just failed)."""
+    work = cg2 / "workload"
+    shielded, victim = spawn(), spawn()
+    move(shielded.pid, work / "a")  # first of two equal candidates: the plain rank's top
+    move(victim.pid, work / "b")
+    protect = [shielded.pid] if why == "protect_pids" else []
+    cfg = parse({"detect": {"mem_available_min_pct": 0.001},
+                 "policy": {"cgroups": [f"{work}/*"], "protect_pids": protect},
+                 "guards": {"mlockall": False, "prefault_heap": False, "oom_score_adj": False,
+                            "realtime": False, "cgroup": False, "watchdog": True}})
+    daemon = Daemon(cfg, JsonLog.open(str(tmp_path / "log.jsonl")))
+    try:
+        daemon.start()
+        plain = rank(daemon.cands, daemon.rules).chosen
+        assert plain is not None and plain.cand.key == str(work / "a")
+        if why == "kill failed":
+            daemon.failed[str(work / "a")] = (time.monotonic_ns() + 10**10, "kill failed")
+        daemon._iterate(0)
+        assert daemon.wd is not None and daemon.wd.target is not None
+        assert daemon.wd.target.label == str(work / "b")
+    finally:
+        daemon.close()
+    assert shielded.poll() is None and victim.poll() is None
 
 
 def test_cgroup_veto_reads_each_members_oom_score_adj_once(
