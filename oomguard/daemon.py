@@ -217,14 +217,13 @@ class Daemon:
         if tick:
             next_tick = now + self.interval_ns
             self._keep_realtime()
-            self._refresh()
-            refreshed = time.monotonic_ns()
-            self._warm_top(now)
-            warmed = time.monotonic_ns()
-            if refreshed - now > LATE_NS:
-                self.late.emit(now, step="refresh", by_ms=round((refreshed - now) / 1e6, 3))
-            if warmed - refreshed > LATE_NS:  # the top candidate's memory.stat, mostly
-                self.late.emit(now, step="warm_top", by_ms=round((warmed - refreshed) / 1e6, 3))
+            # warm_top: the top candidate's memory.stat, mostly
+            for step, work in (("refresh", self._refresh), ("warm_top", self._warm_top)):
+                began = time.monotonic_ns()
+                work()
+                took = time.monotonic_ns() - began
+                if took > LATE_NS:
+                    self.late.emit(now, step=step, by_ms=round(took / 1e6, 3))
         if tick or now >= self.next_floor:
             floor = self._check_floor()
             self.next_floor = now + self.detector.next_floor_ms(self.cfg.interval_ms) * 1_000_000
@@ -248,7 +247,7 @@ class Daemon:
         except (OSError, ValueError, IndexError):
             return 0
 
-    def _warm_top(self, now: int) -> None:
+    def _warm_top(self) -> None:
         """Read the top cgroup candidate's new members now, not when its kill is due (only
         on the tick: on the danger path the choice itself scans it), and the small-page
         share of its memory that decides an at-once reap."""
@@ -259,7 +258,7 @@ class Daemon:
             self.veto.forget({c.key for c in self.cands})  # of cgroups no longer there
         if self._reap_at_once_on():
             assert isinstance(self.source, CgroupSource)
-            self.source.note_small_share(top.key, now)
+            self.source.note_small_share(top.key, time.monotonic_ns())
 
     def _wd_in_danger(self) -> bool:
         """Called from the watchdog thread: MemAvailable under the floor right now."""

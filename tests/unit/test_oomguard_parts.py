@@ -724,6 +724,34 @@ def test_the_tick_aims_the_watchdog_past_a_vetoed_top(
     assert shielded.poll() is None and victim.poll() is None
 
 
+@pytest.mark.parametrize("slow", ["refresh", "warm_top"])
+def test_a_slow_step_of_the_tick_is_named_in_a_late_line(
+        spawn: Spawn, cg2: Path, tmp_path: Path, slow: str) -> None:
+    """A tick that overran says which of its steps took the time."""
+    move(spawn().pid, cg2 / "workload" / "a")
+    cfg = parse({"detect": {"mem_available_min_pct": 0.001},
+                 "policy": {"cgroups": [f"{cg2}/workload/*"]},
+                 "guards": {"mlockall": False, "prefault_heap": False, "oom_score_adj": False,
+                            "realtime": False, "cgroup": False, "watchdog": False}})
+    path = tmp_path / "log.jsonl"
+    daemon = Daemon(cfg, JsonLog.open(str(path)))
+    try:
+        daemon.start()
+        step = getattr(daemon, f"_{slow}")
+
+        def stalled() -> None:
+            time.sleep(0.05)  # 5 x LATE_NS
+            step()
+
+        setattr(daemon, f"_{slow}", stalled)
+        daemon._iterate(0)
+    finally:
+        daemon.close()
+        daemon.log.close()
+    late = [e for e in read_log(path) if e["event"] == "late"]
+    assert [e["step"] for e in late] == [slow] and 50 <= float(str(late[0]["by_ms"])) < 1000
+
+
 def test_cgroup_veto_reads_each_members_oom_score_adj_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The decision-time scan reads only tasks that appeared since the last scan."""
