@@ -248,9 +248,10 @@ class Daemon:
             return 0
 
     def _warm_top(self) -> None:
-        """Read the top cgroup candidate's new members now, not when its kill is due (only
-        on the tick: on the danger path the choice itself scans it), and the small-page
-        share of its memory that decides an at-once reap."""
+        """The tick's work for the top cgroup candidate beyond choosing it (the choice has
+        just read its new members, so its kill finds them known): drop what the veto knew
+        of cgroups gone, and read the small-page share of its memory that decides an
+        at-once reap."""
         top = self.decision.chosen.cand if self.decision and self.decision.chosen else None
         if top is None or top.pid:
             return
