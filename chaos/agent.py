@@ -52,9 +52,9 @@ from chaos.result import (
 )
 from chaos.scenario import Scenario, SpecError
 from chaos.targets.base import Layout, Target, TargetError, tail
-from chaos.targets.logtail import LogTail
 
 HARNESS_MEMORY_MIN = 96 << 20
+KILLER_LOG_LINES = 20_000  # of a killer's output kept, each stamped with when it was read
 SCENARIO_EVENTS = ("signal/signal_generate", "oom/mark_victim", "sched/sched_process_exit")
 # the victims' reclaim passes: is a slow teardown the victim finishing one (see phases.py)
 VICTIM_EVENTS = ("vmscan/mm_vmscan_direct_reclaim_begin", "vmscan/mm_vmscan_direct_reclaim_end",
@@ -94,6 +94,7 @@ class Run:
         self.victim_traced: set[int] = set()
         self.target: Target = targets.load(scenario.killer)
         self.killer: Child | None = None
+        self.killer_stopped = False  # its log has been taken (once)
         self.victims: list[tuple[Child, str, str]] = []  # child, instance, stressor name
         self.bystanders: list[Child] = []
         self.killer_tids: set[int] = set()
@@ -179,7 +180,6 @@ class Run:
     def start_killer(self, stack: ExitStack) -> None:
         r = self.result
         r.killer = KillerInfo(name=self.s.killer.name, version=self.target.version())
-        self.killer_log: LogTail | None = None
         self.killer_launch = launch = self.target.launch(self.s, self.layout)
         if launch is None:
             return
@@ -189,16 +189,16 @@ class Run:
             r.killer.config = launch.config_text
             self.target.validate(launch)
         env = {**os.environ, **launch.env}
-        log_path = self.workdir / "killer.log"
-        self.killer_log = LogTail(log_path).start()
-        stack.callback(self._stop_killer)
         try:
+            # its lines are stamped as the reader thread reads them: no file and no
+            # second thread polling it, each a SCHED_FIFO cost beside the victims
             self.killer = spawn("killer", launch.argv, self.layout.killer, env=env,
-                                log_path=log_path,
-                                ready_pattern=launch.ready_pattern or "\0never")
+                                ready_pattern=launch.ready_pattern or "\0never",
+                                stamp_lines=KILLER_LOG_LINES)
         except OSError as exc:
             raise TargetError(f"killer {self.s.killer.name}: cannot start {launch.argv[0]}: "
                               f"{exc.strerror or exc}") from None
+        stack.callback(self._stop_killer)
         self.killer_spawned = time.monotonic()
         r.killer.pids = [self.killer.pid]
         try:
@@ -409,13 +409,12 @@ class Run:
     # -- teardown and the result --------------------------------------------------------------
     def _stop_killer(self) -> None:
         """Stop the killer (once); keep its whole log, its side log and what they claim."""
-        log, self.killer_log = getattr(self, "killer_log", None), None
-        if log is None:
+        killer = self.killer
+        if killer is None or killer.stamped is None or self.killer_stopped:
             return
-        if self.killer is not None:
-            self.killer.stop()
-        log.stop()
-        lines = log.lines()
+        self.killer_stopped = True
+        killer.stop()  # and its reader has read the last line
+        lines = list(killer.stamped)
         text = "\n".join(line for _, line in lines)
         launch = self.killer_launch
         side = self.target.side_log(launch) if launch is not None else ""

@@ -109,6 +109,9 @@ class Child(ExitInfo):
     popen: subprocess.Popen[bytes]
     pidfd: int
     lines: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=400))
+    # every line with the time it was read (kept only when asked: a killer's log, whose
+    # claims go on the timeline); stamped here, by the thread that reads the pipe
+    stamped: collections.deque[tuple[int, str]] | None = None
     exit_t_ns: int | None = None
     returncode: int | None = None
     ready: threading.Event = field(default_factory=threading.Event)
@@ -133,6 +136,8 @@ class Child(ExitInfo):
                         log.flush()
                     line = raw.decode(errors="replace").rstrip("\n")
                     self.lines.append(line)
+                    if self.stamped is not None:
+                        self.stamped.append((time.monotonic_ns(), line))
                     if not self.ready.is_set() and self.ready_pattern in line:
                         self.ready_t_ns = time.monotonic_ns()
                         self.ready.set()
@@ -197,16 +202,19 @@ class Child(ExitInfo):
 
 def spawn(name: str, argv: Sequence[str], cgroup_dir: Path | None = None, nice: int = 0,
           env: dict[str, str] | None = None, log_path: Path | None = None,
-          ready_pattern: str = "", cwd: Path | None = None, stdin_pipe: bool = False) -> Child:
+          ready_pattern: str = "", cwd: Path | None = None, stdin_pipe: bool = False,
+          stamp_lines: int = 0) -> Child:
     """Start ``argv`` in ``cgroup_dir``; ``stdin_pipe`` keeps a pipe to its stdin
-    (``popen.stdin``) instead of /dev/null, for a child that waits for a go."""
+    (``popen.stdin``) instead of /dev/null, for a child that waits for a go;
+    ``stamp_lines`` keeps up to that many of its lines with the time each was read."""
     procs = str(cgroup_dir / "cgroup.procs") if cgroup_dir else None
     stdin = subprocess.PIPE if stdin_pipe else subprocess.DEVNULL
     popen = subprocess.Popen(list(argv), stdin=stdin, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, preexec_fn=_child_setup(procs, nice),
                              env=env, cwd=cwd, close_fds=True)
     child = Child(name=name, popen=popen, pidfd=os.pidfd_open(popen.pid),
-                  ready_pattern=ready_pattern)
+                  ready_pattern=ready_pattern,
+                  stamped=collections.deque(maxlen=stamp_lines) if stamp_lines else None)
     child.start_reader(log_path)
     return child
 

@@ -8,14 +8,13 @@ written in the line, for oomguard's JSON).
 from __future__ import annotations
 
 import json
-import threading
+import sys
 import time
-from pathlib import Path
 
 from chaos import targets
+from chaos.procs import spawn
 from chaos.result import Event
 from chaos.scenario import KillerSpec
-from chaos.targets.logtail import LogTail
 
 
 def parse(name: str, text: str) -> list[Event]:
@@ -128,34 +127,32 @@ def test_kernel_and_exec_parse_nothing() -> None:
     assert targets.load(KillerSpec(name="exec:k=true")).parse_log(EARLYOOM) == []
 
 
-# -- the log tail -----------------------------------------------------------------------------
-def test_log_tail_stamps_lines_as_they_arrive(tmp_path: Path) -> None:
-    path = tmp_path / "killer.log"
-    t = LogTail(path, poll_s=0.01).start()
+# -- the killer's lines, stamped by the thread that reads its pipe ----------------------------
+def test_a_childs_lines_are_stamped_when_they_are_read() -> None:
+    """The stamp is when the line reached the harness, not when the child started or
+    stopped: the second line is printed only after ``before``, on a go over stdin."""
+    code = ("import sys; print('first', flush=True); sys.stdin.readline();"
+            " print('second'); sys.stdout.write('unterminated')")
+    child = spawn("killer", [sys.executable, "-c", code], stdin_pipe=True, stamp_lines=10,
+                  ready_pattern="first")
     try:
-        time.sleep(0.05)  # the file does not exist yet: nothing, no error
-        with open(path, "ab") as f:
-            f.write(b"first\nsec")
-            f.flush()
-            time.sleep(0.1)
-            before = time.monotonic_ns()
-            f.write(b"ond\n")
-            f.flush()
-            deadline = time.monotonic() + 5
-            while len(t.lines()) < 2 and time.monotonic() < deadline:
-                time.sleep(0.01)
-            f.write(b"unterminated")
+        assert child.ready.wait(30)
+        time.sleep(0.05)
+        before = time.monotonic_ns()
+        assert child.popen.stdin is not None
+        child.popen.stdin.write(b"go\n")
+        child.popen.stdin.close()
+        child.popen.wait(timeout=30)
     finally:
-        t.stop()
-    lines = t.lines()
+        child.stop()
+    assert child.stamped is not None
+    lines = list(child.stamped)
     assert [line for _, line in lines] == ["first", "second", "unterminated"]
     assert lines[0][0] < before <= lines[1][0] <= lines[2][0]
 
 
-def test_log_tail_stop_reads_what_was_written_last(tmp_path: Path) -> None:
-    path = tmp_path / "killer.log"
-    t = LogTail(path, poll_s=10).start()
-    path.write_text("a\nb\n")
-    t.stop()
-    assert [line for _, line in t.lines()] == ["a", "b"]
-    assert not any(th.name == "killer-log-tail" for th in threading.enumerate())
+def test_only_a_child_asked_to_keeps_stamped_lines() -> None:
+    child = spawn("other", [sys.executable, "-c", "print('x')"])
+    child.popen.wait(timeout=30)
+    child.stop()
+    assert child.stamped is None and list(child.lines) == ["x"]
