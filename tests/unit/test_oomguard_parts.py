@@ -333,7 +333,10 @@ def test_kill_process_sigkill_then_mrelease(spawn: Spawn) -> None:
 
 
 @pytest.mark.parametrize("priority", [1, 0], ids=["fifo", "cpu-move-only"])
-def test_hasten_runs_a_killed_victim_off_the_reaping_cpu(spawn: Spawn, priority: int) -> None:
+def test_hasten_runs_a_killed_victim_at_fifo_or_off_the_reaping_cpu(
+        spawn: Spawn, priority: int) -> None:
+    """At SCHED_FIFO the victim keeps all its CPUs (the kernel moves it off one where a
+    higher-priority thread wakes); without a priority it is moved off this one."""
     child = spawn()
     cpus = frozenset(os.sched_getaffinity(0))
     here = min(cpus)
@@ -346,7 +349,7 @@ def test_hasten_runs_a_killed_victim_off_the_reaping_cpu(spawn: Spawn, priority:
         policy = os.SCHED_FIFO if priority else os.SCHED_OTHER
         assert os.sched_getscheduler(child.pid) == policy
         assert os.sched_getparam(child.pid).sched_priority == priority
-        assert os.sched_getaffinity(child.pid) == (cpus - {here} or cpus)
+        assert os.sched_getaffinity(child.pid) == (cpus if priority else cpus - {here} or cpus)
     finally:
         os.sched_setaffinity(0, cpus)
         victim.close()
@@ -360,7 +363,7 @@ def test_hasten_runs_a_killed_victim_off_the_reaping_cpu(spawn: Spawn, priority:
 def test_the_second_reaper_reaps_then_lets_the_held_victim_go(
         spawn: Spawn, cg2: Path, hasten_priority: int | None) -> None:
     """While the main thread reaps (here: waits), the second thread reaps the victim too,
-    then lets it off the CPU it was held on: hastened, or back on its own CPUs only."""
+    then lets it off the CPU it was held on: back on its own CPUs, hastened or not."""
     group = cg2 / "victim"
     child = spawn()
     move(child.pid, group)
@@ -383,7 +386,7 @@ def test_the_second_reaper_reaps_then_lets_the_held_victim_go(
         else:
             assert victim.hastened == {str(child.pid): "ok"}
             assert os.sched_getscheduler(child.pid) == os.SCHED_FIFO
-            assert os.sched_getaffinity(child.pid) == (cpus - {reaping} or cpus)
+            assert os.sched_getaffinity(child.pid) == cpus
     finally:
         victim.close()
         kill.close()
@@ -452,11 +455,12 @@ def test_kill_cgroup(spawn: Spawn, cg2: Path, method: str) -> None:
     assert [k.wait(timeout=5) for k in kids] == [-signal.SIGKILL] * 2
 
 
+@pytest.mark.parametrize("priority", [1, 0], ids=["fifo", "cpu-move-only"])
 def test_tasks_held_on_the_reaping_cpu_go_back_to_their_own_when_hastened(
-        spawn: Spawn, cg2: Path) -> None:
+        spawn: Spawn, cg2: Path, priority: int) -> None:
     """hold_on keeps the tasks on oomguard's CPU from before the kill, so none runs its
     exit (and detaches its memory) before the reap; hasten() then lets each go to the
-    CPUs it had, less that one."""
+    CPUs it had (less that one, when it gives no realtime priority)."""
     group = cg2 / "victim"
     child = spawn()
     move(child.pid, group)
@@ -468,9 +472,10 @@ def test_tasks_held_on_the_reaping_cpu_go_back_to_their_own_when_hastened(
         assert victim.affinity == {child.pid: cpus}
         assert os.sched_getaffinity(child.pid) == {reaping}
         assert list(victim.before_ms) == ["list", "pin", "hold", "kill"]
-        hasten(victim, 0, reaping)
+        hasten(victim, priority, reaping)
         assert victim.hastened == {str(child.pid): "ok"}
-        assert os.sched_getaffinity(child.pid) == (cpus - {reaping} or cpus)
+        assert os.sched_getaffinity(child.pid) == (cpus if priority
+                                                   else cpus - {reaping} or cpus)
     finally:
         victim.close()
         kill.close()
