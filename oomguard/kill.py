@@ -248,16 +248,21 @@ def hasten(victim: Victim, priority: int, away_from: int = -1) -> None:
     signal: a killed task keeps its pid until its parent reaps it, and the pidfds pin
     each one, so the ids still name the victim's tasks. The main thread of each process
     only (its other threads would need a /proc walk)."""
-    here = -1 if priority else away_from if away_from >= 0 else libc.sched_getcpu()
+    here = -1  # at SCHED_FIFO: no CPU to keep it off
+    if not priority:
+        here = away_from if away_from >= 0 else libc.sched_getcpu()
     param = os.sched_param(priority)
     for pid in victim.pidfds:
         err = 0
         try:
             held = victim.affinity.get(pid)
-            allowed = held or os.sched_getaffinity(pid)
-            away = allowed - {here} if here in allowed and len(allowed) > 1 else allowed
-            if held or away != allowed:
-                os.sched_setaffinity(pid, away)
+            if held:  # back to its own CPUs (less ``here``)
+                os.sched_setaffinity(pid, _without(held, here))
+            elif not priority:  # the only case that moves a task that was not held
+                allowed = os.sched_getaffinity(pid)
+                away = _without(allowed, here)
+                if away != allowed:
+                    os.sched_setaffinity(pid, away)
         except OSError as e:
             err = e.errno or 0
         try:
@@ -266,6 +271,11 @@ def hasten(victim: Victim, priority: int, away_from: int = -1) -> None:
         except OSError as e:
             err = e.errno or 0
         victim.hastened[str(pid)] = _outcome(err)
+
+
+def _without(cpus: set[int], cpu: int) -> set[int]:
+    """``cpus`` less ``cpu``, unless that would leave none (or it is not among them)."""
+    return cpus - {cpu} if cpu in cpus and len(cpus) > 1 else cpus
 
 
 def mrelease(victim: Victim) -> dict[str, str]:
