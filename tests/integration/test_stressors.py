@@ -35,8 +35,10 @@ CASES = {
     "cgroup": ["anon_ramp", "anon_spike", "anon_leak", "anon_many", "anon_oom",
                "page_cache_dirty", "page_cache_clean", "udp_loopback", "udp_external",
                "cpu_starve", "pageout", "shmem_hog", "mlock_hog", "fork_storm", "thp_compact"],
+    # thp_compact is not run in a container: huge pages and compaction are the guest's, the
+    # stressor is the same code, and under emulation the case held the guest ~40 s.
     "docker": ["anon_ramp", "anon_oom", "page_cache_dirty", "udp_loopback", "udp_external",
-               "cpu_starve", "shmem_hog", "mlock_hog", "fork_storm", "thp_compact"],
+               "cpu_starve", "shmem_hog", "mlock_hog", "fork_storm"],
 }
 FLOOD_PORTS = range(47000, 47004)  # the udp_external case's sockets
 
@@ -285,8 +287,8 @@ def test_fork_storm_makes_processes(sig: Sig) -> None:
     assert peak(c, "meminfo.KernelStack") > 0
 
 
-def test_thp_compact_makes_the_kernel_compact(sig: Sig) -> None:
-    c = sig("thp_compact")
+def test_thp_compact_makes_the_kernel_compact(signatures: Signatures) -> None:
+    c = signatures.case("cgroup", "thp_compact")
     assert delta(c, "vmstat.thp_fault_alloc") + delta(c, "vmstat.thp_fault_fallback") > 0
     work = (delta(c, "vmstat.compact_stall") + delta(c, "vmstat.compact_migrate_scanned")
             + delta(c, "vmstat.thp_fault_fallback"))
