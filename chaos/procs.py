@@ -152,15 +152,7 @@ class Child(ExitInfo):
         return "\n".join(self.lines)
 
     def last_json(self, event: str | None = None) -> dict[str, object]:
-        for line in reversed(self.lines):
-            if line.startswith("{"):
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if event is None or data.get("event") == event:
-                    return dict(data)
-        return {}
+        return last_json(self.lines, event)
 
     def alive(self) -> bool:
         return self.exit_t_ns is None and self.popen.poll() is None
@@ -237,3 +229,16 @@ def thread_cpu_s() -> dict[str, float]:
     if gone > 0.01:
         out["(threads gone)"] = gone
     return out
+
+
+def last_json(lines: collections.deque[str], event: str | None = None) -> dict[str, object]:
+    """The last JSON progress line (of ``event``) among a child's output lines."""
+    for line in reversed(list(lines)):  # a copy: the reader thread appends meanwhile
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(data, dict) and (event is None or data.get("event") == event):
+                return dict(data)
+    return {}

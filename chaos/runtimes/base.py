@@ -10,7 +10,6 @@ way; the docker runtime also gives them to the container.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,16 +149,3 @@ class Handle(Protocol):
     def last_json(self, event: str | None = None) -> dict[str, object]: ...
 
     def close(self) -> None: ...
-
-
-def last_json(lines: deque[str], event: str | None = None) -> dict[str, object]:
-    """The last JSON progress line (of ``event``), as ``Child.last_json`` does."""
-    for line in reversed(list(lines)):  # a copy: a reader thread appends
-        if line.startswith("{"):
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(data, dict) and (event is None or data.get("event") == event):
-                return dict(data)
-    return {}

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from chaos.cgroupfs import remove_tree
-from chaos.procs import ExitInfo
+from chaos.procs import ExitInfo, last_json
 from chaos.runtimes import dockerd, image
-from chaos.runtimes.base import Plan, Site, last_json
+from chaos.runtimes.base import Plan, Site
 from chaos.scenario import SpecError
 
 LABEL_RUN = "chaos.run"

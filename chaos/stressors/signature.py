@@ -29,10 +29,10 @@ from typing import Any
 
 from chaos.cgroupfs import CgroupTree
 from chaos.probes.tracing import TraceRecord, TraceSession
-from chaos.procs import Child, protect_self, spawn
+from chaos.procs import Child, last_json, protect_self, spawn
 from chaos.result import write_atomic
 from chaos.runtimes import dirs
-from chaos.runtimes.base import Handle, Site, last_json
+from chaos.runtimes.base import Handle, Site
 from chaos.runtimes.docker import DockerRuntime
 from chaos.runtimes.launcher import Launcher, check
 from chaos.scenario import KillerSpec, Scenario, SpecError, StressorSpec, TestbedInfo
