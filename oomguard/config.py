@@ -69,6 +69,9 @@ class Policy:
     # of anonymous memory in small pages (memory.stat anon - anon_thp; 0 = never): freeing
     # those takes the victim itself long, and a reap beside it shares the work
     reap_at_once_mib: int = 64
+    # such an at-once reap by two threads, the victim held on oomguard's CPU until both are
+    # done (false: by the main thread alone, beside the victim's own exit, hastened)
+    second_reaper: bool = True
     # right after the signal, move the victim's tasks off the CPU oomguard reaps on and
     # give them SCHED_FIFO priority 1, so their exit waits for nobody
     hasten_victim: bool = True
@@ -273,6 +276,7 @@ def _policy(t: _Table) -> Policy:
         leader_first_ms=t.get("leader_first_ms", _int(0, 1000), 20),
         reap_after_ms=t.get("reap_after_ms", _int(0, 600_000), 50),
         reap_at_once_mib=t.get("reap_at_once_mib", _int(0, 1 << 30), 64),
+        second_reaper=t.get("second_reaper", _bool, True),
         hasten_victim=t.get("hasten_victim", _bool, True),
     )
     t.done()

@@ -157,7 +157,7 @@ class Daemon:
             self._guard(
                 G.GuardResult("watchdog", "applied", f"deadline {g.watchdog_deadline_ms} ms")
             )
-        if self._reap_at_once_on():
+        if self._reap_at_once_on() and cfg.policy.second_reaper:
             self.reaper2 = SecondReaper(self.hasten_priority, self.keeper)
             self.reaper2.start()
         if g.prefault_heap:
@@ -379,8 +379,8 @@ class Daemon:
                 self.cooldown_until = time.monotonic_ns() + pause * 1_000_000
                 return
             early = self._small_anon_early(chosen)
-            at_once = early is not None and not self._reap_after_ns(early)
-            here = libc.sched_getcpu() if at_once else -1
+            together = self._reap_together_on(early)
+            here = libc.sched_getcpu() if together else -1
             try:
                 victim = self._kill(chosen, here)
             except (KillError, OSError) as e:
@@ -393,7 +393,7 @@ class Daemon:
             small: int | None = early
             reaped: tuple[dict[str, str], int] | None
             split: dict[str, object]
-            if at_once:
+            if together:
                 reaped, split = self._reap_together(victim, here)
                 self._pin_rest(victim)
                 reap_after_ns = 0
@@ -456,6 +456,13 @@ class Daemon:
         p = self.cfg.policy
         return bool(p.reap_at_once_mib and p.reap_after_ms) and isinstance(self.source,
                                                                            CgroupSource)
+
+    def _reap_together_on(self, small_anon_early: int | None) -> bool:
+        """Reap at once by two threads, the victim held on this CPU from before its signal:
+        decided before the kill, so only from the estimate a tick made (``second_reaper``
+        off, or no estimate: the main thread reaps alone, after the victim is hastened)."""
+        return (small_anon_early is not None and not self._reap_after_ns(small_anon_early)
+                and self.cfg.policy.second_reaper)
 
     def _small_anon_early(self, c: Candidate) -> int | None:
         """A cgroup candidate's anonymous memory in small pages, estimated before its kill

@@ -49,6 +49,7 @@ class OomguardOptions:
     leader_first_ms: int = 20  # 0 = the whole group at once
     reap_after_ms: int = 50  # process_mrelease a victim still there this long after (0 = at once)
     reap_at_once_mib: int = 64  # ... but at once if it holds more small-page anon than this
+    second_reaper: bool = True  # such a reap by two threads, the victim held until both end
     hasten_victim: bool = True  # the victim's exit at SCHED_FIFO 1, off the reaping CPU
     dry_run: bool = False
     guard_mlockall: bool = True
@@ -117,6 +118,7 @@ class OomguardTarget(Target):
                 f"leader_first_ms = {o.leader_first_ms}",
                 f"reap_after_ms = {o.reap_after_ms}",
                 f"reap_at_once_mib = {o.reap_at_once_mib}",
+                f"second_reaper = {_b(o.second_reaper)}",
                 f"hasten_victim = {_b(o.hasten_victim)}",
                 f"dry_run = {_b(o.dry_run)}", "", "[guards]"]
         for guard in GUARDS:

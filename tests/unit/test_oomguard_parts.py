@@ -880,3 +880,17 @@ def test_a_victim_with_much_small_page_anon_is_reaped_at_once(
     daemon = Daemon(cfg, JsonLog(1, owned=False))
     small = None if small_mib is None else small_mib * 1024 * 1024
     assert daemon._reap_after_ns(small) == want_ms * 1_000_000
+
+
+@pytest.mark.parametrize(("small_mib", "second_reaper", "want"), [
+    (140, True, True), (140, False, False), (None, True, False), (10, True, False)])
+def test_an_at_once_reap_is_shared_with_the_second_reaper_only_when_configured(
+        tmp_path: Path, small_mib: int | None, second_reaper: bool, want: bool) -> None:
+    """Two reaps with the victim held need the estimate from before the kill (the hold
+    starts before the signal); ``second_reaper = false`` leaves the main thread to reap
+    alone beside the hastened victim."""
+    cfg = parse({"detect": {"mem_available_min_pct": 10},
+                 "policy": {"cgroups": [f"{tmp_path}/*"], "second_reaper": second_reaper}})
+    daemon = Daemon(cfg, JsonLog(1, owned=False))
+    small = None if small_mib is None else small_mib * 1024 * 1024
+    assert daemon._reap_together_on(small) is want
