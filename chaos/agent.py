@@ -635,6 +635,7 @@ def run(scenario: Scenario, out: Path, workdir: Path, heartbeat: Path | None = N
             run_.open_bystander_windows()
             run_.start_stressors(stack)
             run_.wait()
+            run_.launcher.stop_flood()
             for child, _, _ in run_.victims:  # stop the workload before the bystanders
                 child.stop(grace_s=0.5)
             for child in run_.bystanders:

@@ -106,3 +106,21 @@ def test_what_acts_at_its_start_is_not_staged(launcher: Launcher, spec: Stressor
     assert launcher.stage(spec) is None
     assert not launcher.staged
     assert not launcher.site.tree.path(scope(spec.instance)).exists()
+
+
+def test_the_host_flood_is_stopped_once_when_the_run_is_over(
+        launcher: Launcher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent asks the host to stop flooding the NIC as soon as the measured run ends
+    (not at close, after the guest's teardown ran under the flood), and only once."""
+    from chaos.runtimes import guest
+
+    share = tmp_path / "share"
+    share.mkdir()
+    monkeypatch.setenv(guest.SHARE_ENV, str(share))
+    launcher.flooding = True  # as start() leaves it for a udp_storm from outside
+    launcher.undo.append(launcher.stop_flood)
+    launcher.stop_flood()
+    assert (share / "flood.stop").exists()
+    (share / "flood.stop").unlink()
+    launcher.close()
+    assert not (share / "flood.stop").exists()
