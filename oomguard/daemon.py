@@ -135,7 +135,7 @@ class Daemon:
                     raise StartError(f"cannot read {cfg.detect.meminfo}: {e}") from None
             self.wd = Watchdog(g.watchdog_deadline_ms, self.log, self.kill_lock,
                                in_danger=self._wd_in_danger if self.wd_floor else None,
-                               keeper=self.keeper)
+                               keeper=self.keeper, hasten_priority=self.hasten_priority)
         self._refresh()  # runs the hot path once, so its code and data are resident
         try:
             self.detector.check_floor()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .guards import RealtimeKeeper, start_small
 from .kfile import KFile
-from .kill import KillError, Victim, kill_cgroup, kill_process_fd, mrelease, pin_rest
+from .kill import KillError, Victim, hasten, kill_cgroup, kill_process_fd, mrelease, pin_rest
 from .log import JsonLog
 
 
@@ -42,8 +42,10 @@ class Handle:
 class Watchdog:
     def __init__(self, deadline_ms: int, log: JsonLog, kill_lock: threading.Lock,
                  in_danger: Callable[[], bool] | None = None,
-                 keeper: RealtimeKeeper | None = None) -> None:
+                 keeper: RealtimeKeeper | None = None,
+                 hasten_priority: int | None = None) -> None:
         self.deadline_ns = deadline_ms * 1_000_000
+        self.hasten_priority = hasten_priority  # as the main loop's kill (None: off)
         self.in_danger = in_danger  # None: no floor to read, a late main loop is enough
         self.keeper = keeper
         self.log = log
@@ -126,6 +128,8 @@ class Watchdog:
             except (OSError, KillError) as e:
                 self.log.emit("error", where="watchdog", target=target.label, error=str(e))
                 return True
+            if self.hasten_priority is not None:  # its exit waits for nobody, as after
+                hasten(victim, self.hasten_priority)  # the main loop's kill
             self.log.emit("watchdog", late_ms=round(late_ns / 1e6, 3), target=target.label)
             self.log.emit(
                 "signal",
@@ -136,6 +140,7 @@ class Watchdog:
                 sent_ns=victim.sent_ns,
                 source="watchdog",
                 pids=sorted(victim.pidfds),
+                **({"hastened": victim.hastened} if victim.hastened else {}),
             )
             self.log.emit("mrelease", target=victim.label, results=mrelease(victim))
             pin_rest(victim)  # for the wait: tasks forked since they were pinned
