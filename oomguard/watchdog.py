@@ -128,6 +128,7 @@ class Watchdog:
             except (OSError, KillError) as e:
                 self.log.emit("error", where="watchdog", target=target.label, error=str(e))
                 return True
+            pin_rest(victim)  # a cgroup's tasks: listed by path, now that they are killed
             if self.hasten_priority is not None:  # its exit waits for nobody, as after
                 hasten(victim, self.hasten_priority)  # the main loop's kill
             self.log.emit("watchdog", late_ms=round(late_ns / 1e6, 3), target=target.label)
@@ -143,7 +144,6 @@ class Watchdog:
                 **({"hastened": victim.hastened} if victim.hastened else {}),
             )
             self.log.emit("mrelease", target=victim.label, results=mrelease(victim))
-            pin_rest(victim)  # for the wait: tasks forked since they were pinned
             self.fired = victim
             return True
         finally:
@@ -153,4 +153,6 @@ class Watchdog:
         if h.kind == "process":
             return kill_process_fd(h.pid, h.fd, "watchdog")
         kill = KFile.from_fd(f"{h.path}/cgroup.kill", h.fd) if h.fd >= 0 else None
-        return kill_cgroup(h.path, kill, None, "watchdog")
+        # no listing before the write: the lister walks paths (opens, allocations), which
+        # is what a watchdog firing for a stuck main loop must not wait on
+        return kill_cgroup(h.path, kill, None, "watchdog", pin_first=False)

@@ -718,9 +718,14 @@ def test_watchdog_kills_a_cgroup_through_its_preopened_fd(
     assert wd.check_and_fire(10**9) is True
     assert child.wait(timeout=5) == -signal.SIGKILL
     assert wd.fired is not None and wd.fired.method == "cgroup.kill"
+    # nothing listed by path before the write; its tasks pinned (and reaped) after it
+    assert list(wd.fired.before_ms) == ["kill"]
+    assert list(wd.fired.pidfds) == [child.pid]
     wd.fired.close()
     wd.stop()
     log.close()
+    reap = [e for e in read_log(tmp_path / "log.jsonl") if e["event"] == "mrelease"][0]
+    assert list(reap["results"]) == [str(child.pid)]
 
 
 @pytest.mark.parametrize("why", ["protect_pids", "kill failed"])
