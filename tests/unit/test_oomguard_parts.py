@@ -725,7 +725,8 @@ def test_watchdog_kills_a_cgroup_through_its_preopened_fd(
     wd.stop()
     log.close()
     reap = [e for e in read_log(tmp_path / "log.jsonl") if e["event"] == "mrelease"][0]
-    assert list(reap["results"]) == [str(child.pid)]
+    results = reap["results"]  # "ok", or ESRCH when its exit was quicker: either way reaped
+    assert isinstance(results, dict) and list(results) == [str(child.pid)], results
 
 
 @pytest.mark.parametrize("why", ["protect_pids", "kill failed"])
