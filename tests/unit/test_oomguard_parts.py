@@ -718,15 +718,18 @@ def test_watchdog_kills_a_cgroup_through_its_preopened_fd(
     assert wd.check_and_fire(10**9) is True
     assert child.wait(timeout=5) == -signal.SIGKILL
     assert wd.fired is not None and wd.fired.method == "cgroup.kill"
-    # nothing listed by path before the write; its tasks pinned (and reaped) after it
+    # nothing listed by path before the write; its tasks are listed, pinned and reaped
+    # after it, those still there: a task still in its exit is listed, one whose exit is
+    # done is not (this idle child was gone 0.2 ms after the write in one CI run)
     assert list(wd.fired.before_ms) == ["kill"]
-    assert list(wd.fired.pidfds) == [child.pid]
+    pinned = [str(pid) for pid in wd.fired.pidfds]
+    assert set(pinned) <= {str(child.pid)}
     wd.fired.close()
     wd.stop()
     log.close()
     reap = [e for e in read_log(tmp_path / "log.jsonl") if e["event"] == "mrelease"][0]
-    results = reap["results"]  # "ok", or ESRCH when its exit was quicker: either way reaped
-    assert isinstance(results, dict) and list(results) == [str(child.pid)], results
+    results = reap["results"]
+    assert isinstance(results, dict) and list(results) == pinned, results
 
 
 @pytest.mark.parametrize("why", ["protect_pids", "kill failed"])
