@@ -131,7 +131,7 @@ class Launcher:
     def stop_flood(self) -> None:
         """Ask the host to stop flooding the NIC, once the measured run is over: under a
         flood every frame still costs the guest a softirq, and its teardown (stopping the
-        stressors, reading traces) took 16 s instead of 2 in a nic_storm run."""
+        stressors, reading traces) took 16 s in a nic_storm run, 3 s once it was stopped."""
         if self.flooding:
             self.flooding = False
             guest.ask_host_flood(start=False)

@@ -106,7 +106,7 @@ def wanted() -> list[tuple[str, str]]:
 
 def cells_wanted(selected: list[str]) -> list[str]:
     """The killers whose spike cells the selected tests of this module read, or [] when
-    the whole matrix is wanted (any other test of the module is selected)."""
+    every wanted cell is (any other test of the module is selected): see ``wanted()``."""
     if any(name not in ADAPTER_TESTS for name in selected):
         return []
     return sorted({ADAPTER_TESTS[name] for name in selected})
