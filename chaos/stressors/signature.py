@@ -97,9 +97,11 @@ CASES: dict[str, Case] = {
                       lambda a: int(a.get("allocated_mib", 0)) >= MANY_MIB),
     "anon_oom": Case("anon_hog", {"size_mib": 600, "rate_mib_s": 0, "memory_max_mib": 128,
                                   "hold_s": 60}, 20.0),
+    # Re-reading starts right after the fill, and refaults with it: 128 MiB into the first
+    # pass it has shown everything the test asks (the second pass cost CI 20 s more).
     "page_cache_clean": Case("page_cache", {"mode": "clean", "size_mib": 1024,
                                             "file_mib": 64}, 90.0,
-                             lambda a: float(a.get("passes", 0)) >= 2),
+                             lambda a: float(a.get("read_mib", 0)) >= 128),
     "page_cache_dirty": Case("page_cache", {"mode": "dirty", "size_mib": 768,
                                             "file_mib": 64}, 10.0, trace=WRITEBACK_EVENTS),
     "udp_loopback": Case("udp_storm", {"source": "loopback", "sockets": 8, "rcvbuf_mib": 64,
@@ -250,13 +252,16 @@ class Runner:
             for i, name in enumerate(names):
                 out = self.one(name, case(name), i)
                 self.results["cases"].append(dataclasses.asdict(out))
-                write_atomic(self.out, json.dumps(self.results, indent=1))
+                # After every case (a panic keeps what was done), so compact: with an
+                # indent json encodes in pure Python, and the rewrites of 15 cases' samples
+                # cost the guest ~10 s under emulation.
+                write_atomic(self.out, json.dumps(self.results))
         finally:
             if self.docker is not None:
                 self.docker.close()
             (home.root.parent / "cgroup.procs").write_text(str(os.getpid()))
             home.destroy()
-        write_atomic(self.out, json.dumps(self.results, indent=1))
+        write_atomic(self.out, json.dumps(self.results))
 
     def one(self, name: str, case: Case, index: int) -> Outcome:
         run_id = f"sig-{os.getpid()}-{index}"

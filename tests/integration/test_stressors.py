@@ -213,7 +213,7 @@ def test_page_cache_dirty_flood_outruns_writeback(sig: Sig) -> None:
 
 def test_page_cache_clean_flood_keeps_reclaim_busy(signatures: Signatures) -> None:
     c = signatures.case("cgroup", "page_cache_clean")
-    assert c["activity"]["passes"] >= 1
+    assert c["activity"]["read_mib"] >= 128  # the set written, then re-read
     assert peak(c, "meminfo.Cached") >= 256 * MiB_KIB
     assert delta(c, "vmstat.pgsteal_kswapd") + delta(c, "vmstat.pgsteal_direct") > 0
     assert delta(c, "vmstat.workingset_refault_file") > 0
