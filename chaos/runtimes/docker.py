@@ -57,7 +57,7 @@ class Engine:
     calls would take minutes.
     """
 
-    timeout_s: float = dockerd.CALL_TIMEOUT_S
+    timeout_s: float = field(default_factory=dockerd.call_timeout_s)
     silent: str = ""  # what went unanswered, once it has happened
 
     def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -9,6 +9,7 @@ with everything on tmpfs and nothing touching the network: vfs storage,
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,23 @@ START_TIMEOUT_S = 240.0  # measured ~4.5 s idle, ~15-30 s on a loaded host under
 # Every later call: a healthy engine answers a create/wait/remove in well under 5 s even in
 # an emulated guest under pressure; no answer in this long is an engine that stopped.
 CALL_TIMEOUT_S = 30.0
+CALL_TIMEOUT_ENV = "CHAOS_DOCKER_CALL_TIMEOUT_S"  # overrides it (passed into VM guests)
+
+
+def call_timeout_s() -> float:
+    """The engine-call deadline: ``CHAOS_DOCKER_CALL_TIMEOUT_S`` or 30 s. A shorter one finds
+    a stopped engine sooner (CI's frozen-engine test); a longer one suits a host so loaded
+    that a healthy engine is slower than 30 s."""
+    raw = os.environ.get(CALL_TIMEOUT_ENV, "")
+    if not raw:
+        return CALL_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 1.0 <= value <= 3600.0:
+        raise SpecError(f"{CALL_TIMEOUT_ENV} must be seconds in 1..3600, got {raw!r}")
+    return value
 
 
 def argv(root: Path = ROOT) -> list[str]:
@@ -33,11 +51,11 @@ def argv(root: Path = ROOT) -> list[str]:
             "native.cgroupdriver=cgroupfs", "--log-level", "warn"]
 
 
-def client(socket: Path, timeout_s: float = CALL_TIMEOUT_S) -> Any:
+def client(socket: Path, timeout_s: float = 0.0) -> Any:
     import docker
 
     return docker.DockerClient(base_url=f"unix://{socket}", version=API_VERSION,
-                               timeout=int(timeout_s))
+                               timeout=int(timeout_s or call_timeout_s()))
 
 
 class PrivateDaemon:

@@ -17,7 +17,7 @@ from pathlib import Path
 from chaos import stressors
 from chaos.cgroupfs import CgroupTree, v2_memory_root
 from chaos.procs import Child
-from chaos.runtimes import dirs, guest
+from chaos.runtimes import dirs, dockerd, guest
 from chaos.runtimes.base import Handle, Plan, Site, apply_limits, make_plan
 from chaos.runtimes.cgroup import CgroupRuntime
 from chaos.runtimes.docker import DockerRuntime, engine_available
@@ -39,6 +39,7 @@ def check(scenario: Scenario) -> list[Plan]:
             why = engine_available(scenario.testbed.kind)
             if why:
                 raise SpecError(f"{where}: runtime docker: {why}")
+            dockerd.call_timeout_s()  # a bad override fails here, before any set-up
         try:
             dirs.check(needs.directory, needs.dir_mib)
         except SpecError as exc:

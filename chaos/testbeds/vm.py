@@ -34,7 +34,8 @@ from chaos.testbeds import initramfs
 from chaos.testbeds.steal import VcpuSampler, VcpuWait
 
 QEMU = "qemu-system-x86_64"
-ENV_PASSTHROUGH = ("PYTHONPATH", "VIRTUAL_ENV", "CHAOS_REQUIRE_ALL", "CHAOS_ALLOW_HOST_PRESSURE")
+ENV_PASSTHROUGH = ("PYTHONPATH", "VIRTUAL_ENV", "CHAOS_REQUIRE_ALL", "CHAOS_ALLOW_HOST_PRESSURE",
+                   "CHAOS_DOCKER_CALL_TIMEOUT_S")
 CONSOLE_TAIL = 60_000
 PROGRESS_PREFIX = "chaos-agent: progress "
 # After the command's exit status is on the host, how long the guest may take to power

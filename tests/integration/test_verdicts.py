@@ -174,10 +174,16 @@ def test_stopped_harness_is_harness_impaired(default_kernel: Kernel, session: Se
 
 
 def test_docker_engine_that_stops_answering_is_an_error(default_kernel: Kernel,
-                                                        session: Session) -> None:
-    """The guest's engine is frozen mid-run: the run ends as an error, not a hang."""
-    from chaos.runtimes.dockerd import CALL_TIMEOUT_S
+                                                        session: Session,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guest's engine is frozen mid-run: the run ends as an error, not a hang.
 
+    The engine-call deadline is cut from 30 s to 12 s (the override is passed into the
+    guest): each second of it was a second of CI's one VM slot. A healthy engine's
+    slowest call seen in a CI guest, starting a container, took 6-8 s."""
+    from chaos.runtimes.dockerd import CALL_TIMEOUT_ENV
+
+    monkeypatch.setenv(CALL_TIMEOUT_ENV, "12")
     scenario = hold(faulty("stops-engine", 20))
     scenario = dataclasses.replace(scenario, stressors=tuple(
         dataclasses.replace(st, runtime="docker") for st in scenario.stressors))
@@ -185,7 +191,7 @@ def test_docker_engine_that_stops_answering_is_an_error(default_kernel: Kernel,
     # The agent's own deadline on the engine call fired, not the VM's (TESTBED_HUNG).
     # (No wall-clock bound here: boot and engine start-up under emulation vary 2x by host.)
     assert r.error.startswith("TESTBED_ERROR: the Docker engine stopped answering"), r.error
-    assert f"within {CALL_TIMEOUT_S:g} s" in r.error, r.error
+    assert "within 12 s" in r.error, r.error
     assert "EngineUnresponsive" in r.logs["agent"]
     assert "dockerd" in r.logs
     assert r.victims[0].died  # the kill itself went through cgroup.kill, not the engine

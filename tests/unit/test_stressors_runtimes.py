@@ -408,3 +408,27 @@ def test_private_dockerd_that_exits_at_start_up_is_started_once_more(
     assert str(exc.value).startswith("dockerd exited at start-up (twice): ")
     assert "timeout waiting for containerd" in str(exc.value)
     assert d.child is None
+
+
+def test_engine_call_deadline_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chaos.runtimes import dockerd
+    from chaos.testbeds.vm import ENV_PASSTHROUGH
+
+    monkeypatch.delenv(dockerd.CALL_TIMEOUT_ENV, raising=False)
+    assert docker.Engine().timeout_s == dockerd.CALL_TIMEOUT_S
+    monkeypatch.setenv(dockerd.CALL_TIMEOUT_ENV, "12")
+    assert docker.Engine().timeout_s == 12.0
+    assert dockerd.CALL_TIMEOUT_ENV in ENV_PASSTHROUGH  # a VM run's guest gets it too
+
+
+@pytest.mark.parametrize("raw", ["soon", "0", "-5", "nan", "86400"])
+def test_a_bad_engine_call_deadline_is_one_line_before_set_up(
+        raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chaos.runtimes import dockerd, launcher
+
+    monkeypatch.setenv(dockerd.CALL_TIMEOUT_ENV, raw)
+    monkeypatch.setattr(launcher, "engine_available", lambda kind: "")
+    spec = _spec("anon_hog", "docker", size_mib=64)
+    with pytest.raises(SpecError, match=f"CHAOS_DOCKER_CALL_TIMEOUT_S must be seconds in "
+                                        f"1..3600, got '{raw}'"):
+        launcher.check(_scenario(spec, kind="vm"))
