@@ -19,7 +19,7 @@ import pytest
 from chaos import catalogue
 from chaos.kernels import Kernel
 from chaos.result import Result
-from chaos.scenario import DangerSpec, KillerSpec, Scenario, Slo, StressorSpec
+from chaos.scenario import DangerSpec, KillerSpec, Scenario, Slo, StressorSpec, TestbedInfo
 from chaos.session import Session, TestbedChoice
 
 pytestmark = pytest.mark.integration
@@ -36,20 +36,25 @@ def faulty(mode: str, line: float, **extra: str) -> KillerSpec:
                       options={"ready_pattern": "ready"})
 
 
-def hold(killer: KillerSpec, deadline_s: float = 40.0, **slo: float) -> Scenario:
-    """A 680 MiB hog in a 1 GiB guest: under a 20% danger line, short of an OOM kill.
+def hold(killer: KillerSpec, deadline_s: float = 40.0, guest_mib: int = 640,
+         **slo: float) -> Scenario:
+    """A hog that puts the guest under a 20% danger line, short of an OOM kill, in a guest
+    of ``guest_mib`` (``run`` boots that size): 340 MiB in 640 MiB, 680 MiB in 1 GiB.
 
-    Danger comes 6-9 s after the hog starts (emulation, CI load). A killer that never
-    kills the hog is only stopped by the deadline, so those tests pass NO_KILL_DEADLINE_S:
-    every second of it is a second of CI's one VM slot."""
+    The hog fills at ~80 MiB/s under emulation, so the smaller guest is in danger ~4 s
+    sooner. A killer that never kills the hog is only stopped by the deadline (counted
+    from the stressors' start), so those tests pass NO_KILL_DEADLINE_S: every second of
+    it is a second of CI's one VM slot."""
     return Scenario(
         id="hold", run_id="unset", killer=killer,
         stressors=(StressorSpec(name="anon_hog", instance="hog", cgroup="workload/hog",
-                                params={"size_mib": 680, "rate_mib_s": 0}),),
-        danger=DangerSpec(mem_available_pct=20.0), deadline_s=deadline_s, slo=Slo(**slo))
+                                params={"size_mib": HOLD_HOG_MIB[guest_mib], "rate_mib_s": 0}),),
+        danger=DangerSpec(mem_available_pct=20.0), deadline_s=deadline_s, slo=Slo(**slo),
+        testbed=TestbedInfo(memory_mib=guest_mib))
 
 
-NO_KILL_DEADLINE_S = 20.0
+HOLD_HOG_MIB = {640: 340, 1024: 680}
+NO_KILL_DEADLINE_S = 16.0
 
 
 def spike(killer: KillerSpec, **slo: float) -> Scenario:
@@ -57,7 +62,8 @@ def spike(killer: KillerSpec, **slo: float) -> Scenario:
 
 
 def run(session: Session, kernel: Kernel, scenario: Scenario) -> Result:
-    result = session.run(scenario, TestbedChoice(kind="vm", kernel=kernel.package))
+    result = session.run(scenario, TestbedChoice(kind="vm", kernel=kernel.package,
+                                                 memory_mib=scenario.testbed.memory_mib))
     assert not result.error, result.error + "\n" + result.logs.get("console", "")[-1500:]
     return result
 
@@ -116,7 +122,9 @@ def test_starved_by_cpu_quota(default_kernel: Kernel, session: Session) -> None:
 
 def test_allocating_killer_is_stuck_in_reclaim(default_kernel: Kernel, session: Session) -> None:
     r = run(session, default_kernel,
-            hold(faulty("allocating", 20, alloc_mib="48", delay_s="5"), reclaim_stall_ms=1))
+            # 1 GiB: the killer churns 5 x 48 MiB of its own from the start
+            hold(faulty("allocating", 20, alloc_mib="48", delay_s="5"), guest_mib=1024,
+                 reclaim_stall_ms=1))
     m = r.metrics
     assert m.killer_reclaim_episodes > 0 and m.killer_reclaim_total_ms > 0
     assert "KILLER_STUCK_IN_RECLAIM" in r.verdict.reasons
@@ -184,7 +192,7 @@ def test_docker_engine_that_stops_answering_is_an_error(default_kernel: Kernel,
     from chaos.runtimes.dockerd import CALL_TIMEOUT_ENV
 
     monkeypatch.setenv(CALL_TIMEOUT_ENV, "12")
-    scenario = hold(faulty("stops-engine", 20))
+    scenario = hold(faulty("stops-engine", 20), guest_mib=1024)  # room for the engine
     scenario = dataclasses.replace(scenario, stressors=tuple(
         dataclasses.replace(st, runtime="docker") for st in scenario.stressors))
     r = session.run(scenario, TestbedChoice(kind="vm", kernel=default_kernel.package))
