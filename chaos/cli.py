@@ -36,6 +36,7 @@ class _Parser(argparse.ArgumentParser):
 def _cmd_testbed_boot(args: argparse.Namespace) -> int:
     from chaos.state import RunRecord, new_run_id, sweep
     from chaos.testbeds.vm import TestbedError, VmConfig, boot
+    from chaos.testbeds.vm_runner import GUEST_ATTEMPTS, never_started
 
     command = list(args.command)
     if command and command[0] == "--":
@@ -52,12 +53,18 @@ def _cmd_testbed_boot(args: argparse.Namespace) -> int:
     sweep()
     run_id = new_run_id()
     record = RunRecord.open(run_id)
+    cfg = VmConfig(kernel=kernel, memory_mib=args.memory, cpus=args.cpus,
+                   swap_mib=args.swap, boot_timeout_s=args.boot_timeout)
     try:
-        with tempfile.TemporaryDirectory(prefix="chaos-boot-") as tmp:
-            cfg = VmConfig(kernel=kernel, memory_mib=args.memory, cpus=args.cpus,
-                           swap_mib=args.swap, boot_timeout_s=args.boot_timeout)
-            run = boot(cfg, command, Path(tmp), deadline_s=args.timeout, record=record,
-                       name=f"chaos-{run_id}")
+        for attempt in range(1, GUEST_ATTEMPTS + 1):
+            with tempfile.TemporaryDirectory(prefix="chaos-boot-") as tmp:
+                run = boot(cfg, command, Path(tmp), deadline_s=args.timeout, record=record,
+                           name=f"chaos-{run_id}")
+            why = never_started(run)
+            if not why or attempt == GUEST_ATTEMPTS:
+                break
+            print(f"chaos: the guest never came up ({why}); the command did not run: "
+                  "booting a fresh guest", file=sys.stderr)
     except TestbedError as exc:
         return _fail(str(exc))
     finally:

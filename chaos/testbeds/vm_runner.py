@@ -95,6 +95,17 @@ def fresh_guest_reason(vm: VmRun, share: Path) -> str:
     return ""
 
 
+def never_started(vm: VmRun) -> str:
+    """Why a guest ended before its command could start (it never came up), or "". Such a
+    guest ran nothing, so a fresh one may run the command: what `chaos testbed boot` does
+    for a user's command, which, unlike the agent, may itself panic its guest once up and
+    must not run twice. Under emulation a guest has died at boot of the emulator's doing
+    (in CI: a panic at boot, console ending in "Kernel Offset")."""
+    if vm.exit_status is not None or vm.boot_ms is not None:
+        return ""
+    return (vm.failure or "guest stopped before it came up")[:300]
+
+
 def host_flood(scenario: Scenario, socket_dir: Path, share: Path) -> HostFlood | None:
     """The host side of every stressor that needs the flood NIC (one flood, all ports)."""
     from chaos.runtimes.base import make_plan

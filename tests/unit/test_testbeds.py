@@ -17,7 +17,7 @@ from chaos.result import Result
 from chaos.scenario import KillerSpec
 from chaos.testbeds import unfinished
 from chaos.testbeds.vm import VmRun, _log_slot_use, _silent_for
-from chaos.testbeds.vm_runner import fresh_guest_reason, guest_fault
+from chaos.testbeds.vm_runner import fresh_guest_reason, guest_fault, never_started
 
 INT3 = "[   23.726550] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\nKernel panic - not syncing"
 
@@ -218,3 +218,16 @@ def test_precompile_writes_the_bytecode_guests_cannot(monkeypatch: pytest.Monkey
     header = cached.read_bytes()[8:16]  # flags, then the source's mtime and size
     assert int.from_bytes(header[:4], "little") == int(source.st_mtime)
     assert int.from_bytes(header[4:], "little") == source.st_size
+
+
+def test_only_a_guest_that_never_came_up_is_booted_again_for_a_users_command() -> None:
+    """`chaos testbed boot`: a user's command may panic its own guest; it must not run twice."""
+    def run(boot_ms: float | None, status: int | None, failure: str) -> VmRun:
+        return VmRun(exit_status=status, stdout="", stderr="", console="Kernel Offset",
+                     accel="tcg", boot_ms=boot_ms, wall_s=9.0, hung=False, failure=failure,
+                     panicked=True)
+
+    assert never_started(run(None, None, "guest kernel panicked")) == "guest kernel panicked"
+    assert never_started(run(4000.0, None, "guest kernel panicked")) == ""  # it ran: its panic
+    assert never_started(run(4000.0, 3, "")) == ""
+    assert never_started(run(None, None, "")) == "guest stopped before it came up"
