@@ -27,8 +27,6 @@ from chaos.targets.base import Layout, TargetError
 from tests.integration.checks import (
     check_killer_killed,
     check_oomd_default_config,
-    check_started,
-    explain,
 )
 from tests.integration.conftest import Record
 
@@ -61,19 +59,6 @@ def test_oomd_default_config_with_zram_swap(default_kernel: Kernel, session: Ses
     result = run_spike(session, default_kernel, "oomd", swap_mib=swap_mib)
     assert result.testbed.swap_mib >= swap_mib * 0.9
     check_oomd_default_config(result, record)
-
-
-def test_exec_target_runs_a_command_end_to_end(default_kernel: Kernel, session: Session,
-                                               record: Record) -> None:
-    skip_unless_binary("earlyoom", "earlyoom")
-    result = run_spike(session, default_kernel, "exec:earlyoom-raw=earlyoom -m 10 -s 100 -r 1",
-                       {"ready_after_s": 1.0, "version": "earlyoom as given"})
-    assert result.killer.version == "earlyoom as given"
-    check_started(result, "exec:earlyoom-raw=earlyoom -m 10 -s 100 -r 1")
-    (hog,) = result.victims
-    assert hog.died and hog.killed_by == "killer" and hog.killer_comm == "earlyoom", \
-        explain(result)
-    record("time_to_kill_ms", result.metrics.time_to_kill_ms)
 
 
 def test_killer_that_exits_at_startup_is_a_testbed_error(default_kernel: Kernel,

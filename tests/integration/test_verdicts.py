@@ -21,6 +21,7 @@ from chaos.kernels import Kernel
 from chaos.result import Result
 from chaos.scenario import DangerSpec, KillerSpec, Scenario, Slo, StressorSpec, TestbedInfo
 from chaos.session import Session, TestbedChoice
+from tests.integration.checks import check_started
 
 pytestmark = pytest.mark.integration
 
@@ -57,8 +58,11 @@ HOLD_HOG_MIB = {640: 340, 1024: 680}
 NO_KILL_DEADLINE_S = 16.0
 
 
-def spike(killer: KillerSpec, **slo: float) -> Scenario:
-    return dataclasses.replace(catalogue.spike(killer), slo=Slo(**slo), deadline_s=45.0)
+def spike(killer: KillerSpec, guest_mib: int = 640, **slo: float) -> Scenario:
+    """The catalogue's spike (an 8 GiB hog the kernel would OOM-kill) in a guest of
+    ``guest_mib``: at ~80 MiB/s under emulation, the OOM comes ~4 s sooner in 640 MiB."""
+    return dataclasses.replace(catalogue.spike(killer), slo=Slo(**slo), deadline_s=45.0,
+                               testbed=TestbedInfo(memory_mib=guest_mib))
 
 
 def run(session: Session, kernel: Kernel, scenario: Scenario) -> Result:
@@ -132,11 +136,16 @@ def test_allocating_killer_is_stuck_in_reclaim(default_kernel: Kernel, session: 
 
 
 def test_idle_mlocked_killer_has_no_reclaim(default_kernel: Kernel, session: Session) -> None:
-    """The detector's negative control: an idle, mlocked process under the same pressure."""
+    """The detector's negative control: an idle, mlocked process under the same pressure.
+    Also the exec target's other options: ready when alive ``ready_after_s`` (no pattern),
+    and a version given, not asked of the command."""
     idle = KillerSpec(name="exec:idle=python3 -c 'import ctypes,time; "
-                      "ctypes.CDLL(None).mlockall(3); print(\"ready\", flush=True); "
-                      "time.sleep(3600)'", options={"ready_pattern": "ready"})
+                      "ctypes.CDLL(None).mlockall(3); print(\"mlocked\", flush=True); "
+                      "time.sleep(3600)'",
+                      options={"ready_after_s": 2.0, "version": "idle as given"})
     r = run(session, default_kernel, spike(idle))
+    check_started(r, idle.name)
+    assert r.killer.version == "idle as given"
     assert r.metrics.killer_reclaim_episodes == 0
     assert r.metrics.killer_stack_reclaim_samples == 0
     assert r.victims[0].killed_by == "kernel"
@@ -208,7 +217,9 @@ def test_docker_engine_that_stops_answering_is_an_error(default_kernel: Kernel,
 def test_killer_that_panics_the_testbed(default_kernel: Kernel, session: Session) -> None:
     panic = KillerSpec(name="exec:panic=sh -c 'echo ready; sleep 8; "
                        "echo c > /proc/sysrq-trigger'", options={"ready_pattern": "ready"})
-    r = session.run(spike(panic), TestbedChoice(kind="vm", kernel=default_kernel.package))
+    # 1 GiB: the panic comes 8 s after the killer is ready, before the kernel's OOM kill
+    r = session.run(spike(panic, guest_mib=1024),
+                    TestbedChoice(kind="vm", kernel=default_kernel.package))
     assert r.verdict.reasons == ["TESTBED_PANIC"]
     assert "Kernel panic" in r.logs["console"]
     assert r.killer.name == panic.name  # no result from the guest: still its killer's cell
