@@ -142,9 +142,8 @@ def release(victim: Victim) -> None:
 
 def pin_rest(victim: Victim, lister: Callable[[str], list[int]] = members) -> None:
     """Pin the tasks of a killed cgroup that were not pinned before its kill (forked in
-    between, or all of them after a kill with ``pin_first=False``): dying tasks are
-    still listed. A process, or a cgroup killed task by task (whose sweep pinned each),
-    has none left."""
+    between, or all of them after kill_cgroup_fd): dying tasks are still listed. A
+    process, or a cgroup killed task by task (whose sweep pinned each), has none left."""
     if victim.kind != "cgroup" or victim.method == "pidfd_send_signal":
         return
     for pid in lister(victim.label):
@@ -154,18 +153,39 @@ def pin_rest(victim: Victim, lister: Callable[[str], list[int]] = members) -> No
                 victim.pidfds[pid] = fd
 
 
+def kill_cgroup_fd(path: str, kill: KFile | None, source: str) -> Victim:
+    """Kill a cgroup subtree by a write to its cgroup.kill opened earlier (the watchdog's
+    preallocated handle), listing nothing before it: a listing walks paths (opens,
+    allocations), which is what a watchdog firing for a stuck main loop must not wait
+    on. pin_rest() pins its tasks after. Without the handle, or when the write fails,
+    kill_cgroup's SIGKILL to each task."""
+    error = ""
+    if kill is not None:
+        t = time.monotonic_ns()
+        try:
+            kill.write(b"1")
+        except OSError as e:
+            error = f"cgroup.kill: {e.strerror}"
+        else:
+            steps: dict[str, float] = {}
+            sent = _step(steps, "kill", t)
+            return Victim("cgroup", path, "cgroup.kill", sent, source, before_ms=steps)
+    victim = kill_cgroup(path, None, None, source)
+    if error:
+        victim.errors.insert(0, error)
+    return victim
+
+
 def kill_cgroup(
     path: str, kill: KFile | None, events: KFile | None, source: str = "main",
     leader_grace_ms: int = 0, lister: Callable[[str], list[int]] = members,
-    hold_on: int = -1, pin_first: bool = True,
+    hold_on: int = -1,
 ) -> Victim:
     """Kill every task in a cgroup subtree: cgroup.kill (after its first-listed process,
     given leader_grace_ms to exit), or SIGKILL to each task via pidfds. ``lister`` gives
     the subtree's pids, its own first (CgroupSource.members reads held fds). With
     cgroup.kill the tasks are pinned before it (and held on CPU ``hold_on``, if >= 0,
-    until they are hastened); pin_rest() pins any forked since. ``pin_first=False``:
-    nothing is listed before the write (the watchdog's kill, whose lister walks paths),
-    so pin_rest() pins them all after it."""
+    until they are hastened); pin_rest() pins any forked since."""
     pinned: dict[int, int] = {}
     held: dict[int, set[int]] = {}
     first = 0  # when the leader was signalled, if it was
@@ -173,12 +193,10 @@ def kill_cgroup(
     steps: dict[str, float] = {}
     if kill is not None:
         t = time.monotonic_ns()
-        pids: list[int] = []
-        if pin_first:
-            pids = lister(path)
-            t = _step(steps, "list", t)
-            pinned = pin(pids[:PIN_FIRST])
-            t = _step(steps, "pin", t)
+        pids = lister(path)
+        t = _step(steps, "list", t)
+        pinned = pin(pids[:PIN_FIRST])
+        t = _step(steps, "pin", t)
         held = hold(pinned, hold_on) if hold_on >= 0 else {}
         if held:
             t = _step(steps, "hold", t)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .guards import RealtimeKeeper, start_small
 from .kfile import KFile
-from .kill import KillError, Victim, hasten, kill_cgroup, kill_process_fd, mrelease, pin_rest
+from .kill import KillError, Victim, hasten, kill_cgroup_fd, kill_process_fd, mrelease, pin_rest
 from .log import JsonLog
 
 
@@ -153,6 +153,4 @@ class Watchdog:
         if h.kind == "process":
             return kill_process_fd(h.pid, h.fd, "watchdog")
         kill = KFile.from_fd(f"{h.path}/cgroup.kill", h.fd) if h.fd >= 0 else None
-        # no listing before the write: the lister walks paths (opens, allocations), which
-        # is what a watchdog firing for a stuck main loop must not wait on
-        return kill_cgroup(h.path, kill, None, "watchdog", pin_first=False)
+        return kill_cgroup_fd(h.path, kill, "watchdog")

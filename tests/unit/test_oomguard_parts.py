@@ -732,6 +732,28 @@ def test_watchdog_kills_a_cgroup_through_its_preopened_fd(
     assert isinstance(results, dict) and list(results) == pinned, results
 
 
+def test_watchdog_cgroup_kill_falls_back_to_a_signal_per_task(
+    spawn: Spawn, cg2: Path, tmp_path: Path
+) -> None:
+    """Its pre-opened cgroup.kill refuses the write (here: opened read-only): every task
+    gets SIGKILL through a pidfd instead, and the refusal is kept."""
+    child = spawn()
+    group = cg2 / "top"
+    move(child.pid, group)
+    log = JsonLog.open(str(tmp_path / "log.jsonl"))
+    wd = Watchdog(50, log, threading.Lock())
+    fd = os.open(group / "cgroup.kill", os.O_RDONLY | os.O_CLOEXEC)
+    wd.set_target(Handle("cgroup", str(group), fd=fd, path=str(group)))
+    assert wd.check_and_fire(10**9) is True
+    assert child.wait(timeout=5) == -signal.SIGKILL
+    assert wd.fired is not None and wd.fired.method == "pidfd_send_signal"
+    assert wd.fired.errors[0].startswith("cgroup.kill: "), wd.fired.errors
+    assert list(wd.fired.pidfds) == [child.pid]
+    wd.fired.close()
+    wd.stop()  # (closes the handle's fd)
+    log.close()
+
+
 @pytest.mark.parametrize("why", ["protect_pids", "kill failed"])
 def test_the_tick_aims_the_watchdog_past_a_vetoed_top(
         spawn: Spawn, cg2: Path, tmp_path: Path, why: str) -> None:
