@@ -8,6 +8,7 @@ import glob
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -705,18 +706,28 @@ def test_watchdog_hastens_its_victim_as_the_main_loop_does(
     assert sig.get("hastened") == ({str(child.pid): "ok"} if hasten_priority else None)
 
 
-def test_watchdog_kills_a_cgroup_through_its_preopened_fd(
-    spawn: Spawn, cg2: Path, tmp_path: Path
-) -> None:
+def _watchdog_fires_at_a_cgroup(spawn: Spawn, cg2: Path, tmp_path: Path,
+                                 open_flags: int
+                                 ) -> tuple[subprocess.Popen[bytes], Watchdog, JsonLog]:
+    """A watchdog aimed at a cgroup of one idle child through a cgroup.kill opened with
+    ``open_flags``, fired late; the child is dead by SIGKILL when it returns."""
     child = spawn()
     group = cg2 / "top"
     move(child.pid, group)
     log = JsonLog.open(str(tmp_path / "log.jsonl"))
     wd = Watchdog(50, log, threading.Lock())
-    fd = os.open(group / "cgroup.kill", os.O_WRONLY | os.O_CLOEXEC)
+    fd = os.open(group / "cgroup.kill", open_flags | os.O_CLOEXEC)
     wd.set_target(Handle("cgroup", str(group), fd=fd, path=str(group)))
     assert wd.check_and_fire(10**9) is True
     assert child.wait(timeout=5) == -signal.SIGKILL
+    assert wd.fired is not None
+    return child, wd, log
+
+
+def test_watchdog_kills_a_cgroup_through_its_preopened_fd(
+    spawn: Spawn, cg2: Path, tmp_path: Path
+) -> None:
+    child, wd, log = _watchdog_fires_at_a_cgroup(spawn, cg2, tmp_path, os.O_WRONLY)
     assert wd.fired is not None and wd.fired.method == "cgroup.kill"
     # nothing listed by path before the write; its tasks are listed, pinned and reaped
     # after it, those still there: a task still in its exit is listed, one whose exit is
@@ -737,15 +748,7 @@ def test_watchdog_cgroup_kill_falls_back_to_a_signal_per_task(
 ) -> None:
     """Its pre-opened cgroup.kill refuses the write (here: opened read-only): every task
     gets SIGKILL through a pidfd instead, and the refusal is kept."""
-    child = spawn()
-    group = cg2 / "top"
-    move(child.pid, group)
-    log = JsonLog.open(str(tmp_path / "log.jsonl"))
-    wd = Watchdog(50, log, threading.Lock())
-    fd = os.open(group / "cgroup.kill", os.O_RDONLY | os.O_CLOEXEC)
-    wd.set_target(Handle("cgroup", str(group), fd=fd, path=str(group)))
-    assert wd.check_and_fire(10**9) is True
-    assert child.wait(timeout=5) == -signal.SIGKILL
+    child, wd, log = _watchdog_fires_at_a_cgroup(spawn, cg2, tmp_path, os.O_RDONLY)
     assert wd.fired is not None and wd.fired.method == "pidfd_send_signal"
     assert wd.fired.errors[0].startswith("cgroup.kill: "), wd.fired.errors
     assert list(wd.fired.pidfds) == [child.pid]
