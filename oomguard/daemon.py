@@ -25,6 +25,7 @@ from .kill import (
 )
 from .log import JsonLog, RateLimited
 from .policy import Candidate, Decision, Rules, rank
+from .reap_plan import reap_plan
 from .second_reaper import SecondReaper
 from .watchdog import Handle, Watchdog
 
@@ -379,7 +380,7 @@ class Daemon:
                 self.cooldown_until = time.monotonic_ns() + pause * 1_000_000
                 return
             early = self._small_anon_early(chosen)
-            together = self._reap_together_on(early)
+            together = reap_plan(self.cfg.policy, early, before_kill=True).how == "together"
             here = libc.sched_getcpu() if together else -1
             try:
                 victim = self._kill(chosen, here)
@@ -405,7 +406,7 @@ class Daemon:
                 if small is None:
                     small = self._small_anon(victim)
                 read_ns = time.monotonic_ns()
-                reap_after_ns = self._reap_after_ns(small)
+                reap_after_ns = reap_plan(self.cfg.policy, small, before_kill=False).after_ns
                 reaped = None if reap_after_ns else (mrelease(victim), time.monotonic_ns())
                 # where the time between the signal and an at-once reap went
                 split = {"pinned_ms": round((pinned_ns - victim.sent_ns) / 1e6, 3),
@@ -457,13 +458,6 @@ class Daemon:
         return bool(p.reap_at_once_mib and p.reap_after_ms) and isinstance(self.source,
                                                                            CgroupSource)
 
-    def _reap_together_on(self, small_anon_early: int | None) -> bool:
-        """Reap at once by two threads, the victim held on this CPU from before its signal:
-        decided before the kill, so only from the estimate a tick made (``second_reaper``
-        off, or no estimate: the main thread reaps alone, after the victim is hastened)."""
-        return (small_anon_early is not None and not self._reap_after_ns(small_anon_early)
-                and self.cfg.policy.second_reaper)
-
     def _small_anon_early(self, c: Candidate) -> int | None:
         """A cgroup candidate's anonymous memory in small pages, estimated before its kill
         from the share read on a recent tick; None: read it after the signal instead."""
@@ -479,17 +473,6 @@ class Daemon:
             return None
         assert isinstance(self.source, CgroupSource)
         return self.source.small_anon_bytes(victim.label)
-
-    def _reap_after_ns(self, small_anon: int | None) -> int:
-        """How long a victim may free its own memory before it is reaped. On 6.1 (anonymous
-        mappings not THP-aligned: a hog frees ~36 000 small pages in its exit) reaping at
-        once took `spike` from 127 to 82 ms and `pagecache` from 91 to 62 (p50, 4 runs
-        each); on 6.12, where the same hog is all huge pages, a reap only contended."""
-        p = self.cfg.policy
-        many = small_anon is not None and small_anon > p.reap_at_once_mib * G.MIB
-        if p.reap_at_once_mib and many:
-            return 0
-        return p.reap_after_ms * 1_000_000
 
     def _log_choice(self, triggers: list[Trigger], d: Decision, decided_ns: int) -> None:
         """The triggers and the decision, stamped with when it was made. Written after the

@@ -45,6 +45,7 @@ from oomguard.kill import (
 )
 from oomguard.log import JsonLog, RateLimited
 from oomguard.policy import rank
+from oomguard.reap_plan import reap_plan
 from oomguard.second_reaper import SecondReaper
 from oomguard.watchdog import Handle, Watchdog
 
@@ -926,29 +927,26 @@ def test_the_small_page_share_is_read_on_the_tick_and_scaled_at_the_kill(
         src.close()
 
 
-@pytest.mark.parametrize(("small_mib", "at_once_mib", "want_ms"), [
-    (140, 64, 0), (10, 64, 50), (None, 64, 50), (140, 0, 50)])
-def test_a_victim_with_much_small_page_anon_is_reaped_at_once(
-        tmp_path: Path, small_mib: int | None, at_once_mib: int, want_ms: int) -> None:
+@pytest.mark.parametrize(("small_mib", "at_once_mib", "second_reaper", "before_kill", "want"), [
+    (140, 64, True, True, ("together", 0)),
+    (140, 64, True, False, ("at_once", 0)),  # read after the signal: too late to hold it
+    (140, 64, False, True, ("at_once", 0)),
+    (10, 64, True, True, ("later", 50)),
+    (None, 64, True, True, ("later", 50)),
+    (140, 0, True, True, ("later", 50)),  # reap_at_once_mib = 0: never at once
+])
+def test_the_reap_plan_follows_the_victims_small_page_memory(
+        small_mib: int | None, at_once_mib: int, second_reaper: bool, before_kill: bool,
+        want: tuple[str, int]) -> None:
     """Measured on 6.1: a hog's exit that frees its memory page by page was faster with
-    a reap beside it; one of huge pages (6.12) only contended, so it keeps the delay."""
-    cfg = parse({"detect": {"mem_available_min_pct": 10},
-                 "policy": {"cgroups": [f"{tmp_path}/*"], "reap_after_ms": 50,
-                            "reap_at_once_mib": at_once_mib}})
-    daemon = Daemon(cfg, JsonLog(1, owned=False))
+    a reap beside it; one of huge pages (6.12) only contended, so it keeps the delay. Two
+    reaps with the victim held need the estimate from before the kill (the hold starts
+    before the signal); ``second_reaper = false`` leaves the main thread to reap alone
+    beside the hastened victim."""
+    policy = parse({"detect": {"mem_available_min_pct": 10},
+                    "policy": {"cgroups": ["/x/*"], "reap_after_ms": 50,
+                               "reap_at_once_mib": at_once_mib,
+                               "second_reaper": second_reaper}}).policy
     small = None if small_mib is None else small_mib * 1024 * 1024
-    assert daemon._reap_after_ns(small) == want_ms * 1_000_000
-
-
-@pytest.mark.parametrize(("small_mib", "second_reaper", "want"), [
-    (140, True, True), (140, False, False), (None, True, False), (10, True, False)])
-def test_an_at_once_reap_is_shared_with_the_second_reaper_only_when_configured(
-        tmp_path: Path, small_mib: int | None, second_reaper: bool, want: bool) -> None:
-    """Two reaps with the victim held need the estimate from before the kill (the hold
-    starts before the signal); ``second_reaper = false`` leaves the main thread to reap
-    alone beside the hastened victim."""
-    cfg = parse({"detect": {"mem_available_min_pct": 10},
-                 "policy": {"cgroups": [f"{tmp_path}/*"], "second_reaper": second_reaper}})
-    daemon = Daemon(cfg, JsonLog(1, owned=False))
-    small = None if small_mib is None else small_mib * 1024 * 1024
-    assert daemon._reap_together_on(small) is want
+    plan = reap_plan(policy, small, before_kill)
+    assert (plan.how, plan.after_ns // 1_000_000) == want
