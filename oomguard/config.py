@@ -72,6 +72,10 @@ class Policy:
     # such an at-once reap by two threads, the victim held on oomguard's CPU until both are
     # done (false: by the main thread alone, beside the victim's own exit, hastened)
     second_reaper: bool = True
+    # with second_reaper: that thread lets the held victim go as soon as the main thread's
+    # reap has its memory, and reaps itself only while the victim's own exit cannot run
+    # (below it in priority): the exit and the main reap free the memory side by side
+    reap_beside_exit: bool = False
     # right after the signal, move the victim's tasks off the CPU oomguard reaps on and
     # give them SCHED_FIFO priority 1, so their exit waits for nobody
     hasten_victim: bool = True
@@ -277,11 +281,14 @@ def _policy(t: _Table) -> Policy:
         reap_after_ms=t.get("reap_after_ms", _int(0, 600_000), 50),
         reap_at_once_mib=t.get("reap_at_once_mib", _int(0, 1 << 30), 64),
         second_reaper=t.get("second_reaper", _bool, True),
+        reap_beside_exit=t.get("reap_beside_exit", _bool, False),
         hasten_victim=t.get("hasten_victim", _bool, True),
     )
     t.done()
     if p.cgroups and p.pids:
         raise ConfigError(f"[{t.where}]: set either cgroups or pids, not both")
+    if p.reap_beside_exit and not p.second_reaper:
+        raise ConfigError(f"[{t.where}]: reap_beside_exit = true needs second_reaper = true")
     return p
 
 

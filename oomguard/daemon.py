@@ -159,7 +159,8 @@ class Daemon:
                 G.GuardResult("watchdog", "applied", f"deadline {g.watchdog_deadline_ms} ms")
             )
         if self._reap_at_once_on() and cfg.policy.second_reaper:
-            self.reaper2 = SecondReaper(self.hasten_priority, self.keeper)
+            self.reaper2 = SecondReaper(self.hasten_priority, self.keeper,
+                                        beside=cfg.policy.reap_beside_exit)
             self.reaper2.start()
         if g.prefault_heap:
             G.freeze_gc()

@@ -197,9 +197,17 @@ class RealtimeKeeper:
         self.tids: list[int] = []
         self.lock = threading.Lock()
         self.active = False  # set once the guard itself was applied
+        self.excused: set[int] = set()  # off FIFO on purpose for now (the second reaper)
 
     def add(self, tid: int) -> None:
         self.tids.append(tid)
+
+    def excuse(self, tid: int, on: bool) -> None:
+        """While ``on``, check() leaves ``tid`` on whatever policy it set itself."""
+        if on:
+            self.excused.add(tid)
+        else:
+            self.excused.discard(tid)
 
     def join(self) -> None:
         """Called by a thread as it starts: SCHED_RESET_ON_FORK gives a new thread
@@ -219,6 +227,8 @@ class RealtimeKeeper:
         try:
             fixed = []
             for tid in self.tids:
+                if tid in self.excused:
+                    continue
                 try:
                     policy = os.sched_getscheduler(tid) & ~os.SCHED_RESET_ON_FORK
                     if policy == os.SCHED_FIFO:

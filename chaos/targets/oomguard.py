@@ -50,6 +50,7 @@ class OomguardOptions:
     reap_after_ms: int = 50  # process_mrelease a victim still there this long after (0 = at once)
     reap_at_once_mib: int = 64  # ... but at once if it holds more small-page anon than this
     second_reaper: bool = True  # such a reap by two threads, the victim held until both end
+    reap_beside_exit: bool = False  # ... the victim let go once the main reap has its memory
     hasten_victim: bool = True  # the victim's exit at SCHED_FIFO 1, off the reaping CPU
     dry_run: bool = False
     guard_mlockall: bool = True
@@ -119,6 +120,7 @@ class OomguardTarget(Target):
                 f"reap_after_ms = {o.reap_after_ms}",
                 f"reap_at_once_mib = {o.reap_at_once_mib}",
                 f"second_reaper = {_b(o.second_reaper)}",
+                f"reap_beside_exit = {_b(o.reap_beside_exit)}",
                 f"hasten_victim = {_b(o.hasten_victim)}",
                 f"dry_run = {_b(o.dry_run)}", "", "[guards]"]
         for guard in GUARDS:

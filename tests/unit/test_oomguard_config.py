@@ -212,6 +212,11 @@ ERRORS = [
         "[policy]: set either cgroups or pids, not both",
     ),
     (
+        "beside without a second reaper",
+        MINIMAL + "[policy]\nsecond_reaper = false\nreap_beside_exit = true\n",
+        "[policy]: reap_beside_exit = true needs second_reaper = true",
+    ),
+    (
         "negative pid",
         MINIMAL + "[policy]\nprotect_pids = [-1]\n",
         "policy.protect_pids[0]: -1 is out of range",

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,7 @@ from oomguard.candidates import (
 from oomguard.config import Detect, PsiTrigger, parse
 from oomguard.daemon import Daemon
 from oomguard.detect import ArmError, Detector, MemFloor, parse_pressure
-from oomguard.guards import CAP_SYS_RESOURCE, effective_caps
+from oomguard.guards import CAP_SYS_RESOURCE, RealtimeKeeper, effective_caps
 from oomguard.kfile import READ_SIZE, KFile
 from oomguard.kill import (
     KillError,
@@ -361,40 +361,78 @@ def test_hasten_runs_a_killed_victim_at_fifo_or_off_the_reaping_cpu(
     assert reaped.hastened == {str(child.pid): "ESRCH"}
 
 
+@contextlib.contextmanager
+def _second_reap(spawn: Spawn, cg2: Path, reaper: SecondReaper
+                 ) -> Iterator[tuple[subprocess.Popen[bytes], frozenset[int], Victim]]:
+    """A child alone in a cgroup, killed while held on one of its CPUs, and ``reaper``
+    told to go and done; yields the child, its CPUs and the victim."""
+    group = cg2 / "victim"
+    child = spawn()
+    move(child.pid, group)
+    cpus = frozenset(os.sched_getaffinity(child.pid))
+    reaper.start()
+    kill = KFile(str(group / "cgroup.kill"), True, write=True)
+    victim = kill_cgroup(str(group), kill, None, hold_on=max(cpus))
+    try:
+        reaper.go(victim, max(cpus))
+        assert reaper.wait(5)
+        yield child, cpus, victim
+    finally:
+        victim.close()
+        kill.close()
+        reaper.stop()
+
+
 @pytest.mark.parametrize("hasten_priority", [1, None], ids=["hasten", "release-only"])
 def test_the_second_reaper_reaps_then_lets_the_held_victim_go(
         spawn: Spawn, cg2: Path, hasten_priority: int | None) -> None:
     """While the main thread reaps (here: waits), the second thread reaps the victim too,
     then lets it off the CPU it was held on: back on its own CPUs, hastened or not."""
-    group = cg2 / "victim"
-    child = spawn()
-    move(child.pid, group)
-    cpus = frozenset(os.sched_getaffinity(child.pid))
-    reaping = max(cpus)
     reaper = SecondReaper(hasten_priority, None)
-    reaper.start()
-    kill = KFile(str(group / "cgroup.kill"), True, write=True)
-    victim = kill_cgroup(str(group), kill, None, hold_on=reaping)
-    try:
-        reaper.go(victim, reaping)
-        assert reaper.wait(5)
+    with _second_reap(spawn, cg2, reaper) as (child, cpus, victim):
         assert set(reaper.results) == {str(child.pid)}
         assert set(reaper.results.values()) <= MRELEASE_OK
         assert victim.sent_ns < reaper.reaped_ns <= reaper.released_ns
         if hasten_priority is None:
             assert victim.hastened == {}
             assert os.sched_getscheduler(child.pid) == os.SCHED_OTHER
-            assert os.sched_getaffinity(child.pid) == cpus
         else:
             assert victim.hastened == {str(child.pid): "ok"}
             assert os.sched_getscheduler(child.pid) == os.SCHED_FIFO
-            assert os.sched_getaffinity(child.pid) == cpus
-    finally:
-        victim.close()
-        kill.close()
-        reaper.stop()
+        assert os.sched_getaffinity(child.pid) == cpus
     assert not reaper._thread.is_alive()
     assert child.wait(timeout=5) == -signal.SIGKILL
+
+
+def test_beside_the_exit_the_second_reaper_lets_the_victim_go_first(
+        spawn: Spawn, cg2: Path) -> None:
+    """reap_beside_exit: the held victim is let go (hastened) before this thread's reap,
+    which runs as a normal task under it; then the thread is realtime again, and the
+    keeper, which left it alone meanwhile, watches it as before."""
+    keeper = RealtimeKeeper(10)
+    keeper.active = True
+    reaper = SecondReaper(1, keeper, beside=True)
+    with _second_reap(spawn, cg2, reaper) as (child, _, victim):
+        assert victim.sent_ns < reaper.released_ns < reaper.reaped_ns
+        assert set(reaper.results.values()) <= MRELEASE_OK
+        assert victim.hastened == {str(child.pid): "ok"}
+        assert child.wait(timeout=5) == -signal.SIGKILL
+        tid = reaper._thread.native_id
+        assert tid is not None and tid in keeper.tids and not keeper.excused
+        assert os.sched_getscheduler(tid) & ~os.SCHED_RESET_ON_FORK == os.SCHED_FIFO
+
+
+def test_the_keeper_leaves_an_excused_thread_alone(spawn: Spawn) -> None:
+    child = spawn()
+    keeper = RealtimeKeeper(10)
+    keeper.active = True
+    keeper.add(child.pid)
+    keeper.excuse(child.pid, True)
+    assert keeper.check() == []
+    assert os.sched_getscheduler(child.pid) == os.SCHED_OTHER
+    keeper.excuse(child.pid, False)
+    assert keeper.check() == [f"{child.pid}: was SCHED_OTHER"]
+    assert os.sched_getscheduler(child.pid) & ~os.SCHED_RESET_ON_FORK == os.SCHED_FIFO
 
 
 def test_kill_process_refuses_when_pid_changed(spawn: Spawn) -> None:
