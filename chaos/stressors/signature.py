@@ -119,10 +119,10 @@ CASES: dict[str, Case] = {
     "fork_storm": Case("fork_storm", {"count": 400, "child_kib": 64}, 10.0,
                        lambda a: int(a.get("forked", 0)) >= 400),
     "pageout": Case("pageout", {"target": "killer", "every_s": 0.5}, 6.0, probe="mapped"),
-    # The first huge faults after the fragmenting already compact (or fall back): one CI
-    # guest stalled 21 s in them, and 13 s more for the other 128 MiB.
+    # Watched to the end: in one CI run its first 32 MiB of huge faults found free huge
+    # pages, no compaction yet (a stop there, tried, made its test fail).
     "thp_compact": Case("thp_compact", {"size_mib": 160, "hold_s": 60}, 60.0,
-                        lambda a: int(a.get("requested_mib", 0)) >= 32),
+                        lambda a: a.get("event") == "holding"),
     "startup": Case("anon_hog", {"size_mib": 1, "hold_s": 60}, 0.5,
                     lambda a: a.get("event") == "holding"),
 }
