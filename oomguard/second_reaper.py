@@ -102,25 +102,22 @@ class SecondReaper:
         realtime task is pulled to a CPU only from one running a lower priority, so the
         victim would stay queued behind the main thread.) The keeper leaves this thread
         alone meanwhile. Without the realtime guard it is a normal task already."""
-        keeper = self.keeper
-        lowered = bool(self.hasten_priority and keeper is not None and keeper.active)
-        if lowered:
-            assert keeper is not None
-            keeper.excuse(threading.get_native_id(), True)
+        keeper = self.keeper if self.hasten_priority else None
+        tid = threading.get_native_id()
+        if keeper is not None and keeper.active:
+            keeper.excuse(tid, True)
             try:
                 os.sched_setscheduler(0, os.SCHED_OTHER | os.SCHED_RESET_ON_FORK,
                                       os.sched_param(0))
             except OSError:
-                keeper.excuse(threading.get_native_id(), False)
-                lowered = False
+                keeper.excuse(tid, False)
         try:
             self.results = mrelease(victim)
             self.reaped_ns = time.monotonic_ns()
         finally:
-            if lowered:
-                assert keeper is not None
+            if keeper is not None and tid in keeper.excused:
                 try:
                     set_fifo(0, keeper.priority)
                 except OSError:
                     pass  # the keeper's check() puts it back
-                keeper.excuse(threading.get_native_id(), False)
+                keeper.excuse(tid, False)
