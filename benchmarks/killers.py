@@ -29,7 +29,9 @@ Then, per scenario, oomguard's ttk p50 against half the best other killer's (iss
 each over the runs that reached the danger line; runs in which a killer killed before
 danger ever came (a pre-emption: its ttk is then a teardown alone) are counted apart, and
 the last column answers again with them counted too.
---from DIR re-renders both tables from kept results, without running anything.
+Runs go in rounds (every scenario and killer once, then again), so a slow hour of
+the host falls on every killer alike. --from DIR re-renders both tables from kept
+results, without running anything.
 """
 
 from __future__ import annotations
@@ -40,12 +42,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chaos import catalogue, kernels
+from chaos import catalogue, kernels, targets
 from chaos.probes.phases import acted_before_danger
 from chaos.report.stats import Spread
 from chaos.report.store import load
 from chaos.result import Result
-from chaos.scenario import KillerSpec, Params
+from chaos.scenario import KillerSpec, Params, SpecError
 from chaos.session import Session, TestbedChoice
 from chaos.targets.oomguard import GUARDS
 
@@ -192,6 +194,31 @@ def label(killer: str, options: Params) -> str:
     return " ".join([killer, *parts])
 
 
+def run_order(scenarios: list[str], configs: list[tuple[str, Params]],
+              repeat: int) -> list[tuple[int, str, str, Params]]:
+    """(round, scenario, killer, options) in the order they run: round by round, every
+    scenario and killer once a round. This host's speed drifts by the hour (one
+    killer's p50 moved 24-83 ms between batches), so a killer's runs are spread over
+    the batch rather than run back to back, where a slow hour would fall on one side."""
+    return [(n, name, killer, options) for n in range(1, repeat + 1)
+            for name in scenarios for killer, options in configs]
+
+
+def preflight(scenarios: list[str], configs: list[tuple[str, Params]]) -> str | None:
+    """The first bad cell as one line (an unknown scenario or killer, a bad option), or
+    None: checked before the first run, since in rounds a bad cell would come up only
+    after the others had run."""
+    for name in scenarios:
+        for killer, options in configs:
+            try:
+                spec = KillerSpec(killer, options)
+                catalogue.get(name).build(spec, "cgroup").validate()
+                targets.load(spec)
+            except (KeyError, SpecError) as exc:
+                return str(exc).strip("'\"")
+    return None
+
+
 def from_dirs(dirs: list[Path]) -> list[Row]:
     """Rows from kept results (the report's loader): one per scenario and killer (with
     its options), in the order they ran."""
@@ -240,31 +267,37 @@ def main() -> int:
     for item in a.oomguard_option:
         key, _, value = item.partition("=")
         extra[key] = int(value) if value.isdigit() else value
-    kernel = kernels.get(a.kernel)
     if a.ablation:
         configs: list[tuple[str, Params]] = [("oomguard", extra)]
         configs += [("oomguard", {**extra, f"guard_{g}": False}) for g in (a.guard or GUARDS)]
     else:
         configs = [(k, extra if k == "oomguard" else {})
                    for k in (a.killer or ["oomguard", "earlyoom", "oomd"])]
-    rows: list[Row] = []
+    if a.repeat < 1:
+        print("killers.py: --repeat must be at least 1", file=sys.stderr)
+        return 2
+    scenarios = a.scenario or ["spike"]
+    bad = preflight(scenarios, configs)
+    if bad:
+        print(f"killers.py: {bad}", file=sys.stderr)
+        return 2
+    kernel = kernels.get(a.kernel)
+    rows = {(name, label(killer, options)): Row(name, label(killer, options))
+            for name in scenarios for killer, options in configs}
     with Session(results_dir=a.results_dir) as session:
-        for name in a.scenario or ["spike"]:
-            for killer, options in configs:
-                row = Row(name, label(killer, options))
-                for _ in range(a.repeat):
-                    scenario = catalogue.get(name).build(KillerSpec(killer, options), "cgroup")
-                    r = session.run(scenario, TestbedChoice(kind="vm", kernel=kernel.package,
-                                                              swap_mib=a.swap))
-                    row.results.append(r)
-                    print(f"# {name} {row.killer}: {'pass' if r.verdict.passed else 'FAIL'} "
-                          f"{','.join(r.verdict.reasons)} ttk={r.metrics.time_to_kill_ms}",
-                          file=sys.stderr, flush=True)
-                rows.append(row)
+        for n, name, killer, options in run_order(scenarios, configs, a.repeat):
+            row = rows[(name, label(killer, options))]
+            scenario = catalogue.get(name).build(KillerSpec(killer, options), "cgroup")
+            r = session.run(scenario, TestbedChoice(kind="vm", kernel=kernel.package,
+                                                      swap_mib=a.swap))
+            row.results.append(r)
+            print(f"# round {n} {name} {row.killer}: {'pass' if r.verdict.passed else 'FAIL'} "
+                  f"{','.join(r.verdict.reasons)} ttk={r.metrics.time_to_kill_ms}",
+                  file=sys.stderr, flush=True)
         print(f"kernel {kernel.release}, results in {session.run_dir}")
-    print(table(rows))
+    print(table(list(rows.values())))
     print()
-    print(halves(rows))
+    print(halves(list(rows.values())))
     return 0
 
 

@@ -68,3 +68,41 @@ def test_a_kill_before_danger_is_counted_apart_from_the_races(
     # oomd's p50 is 20, and 35 > 10
     assert cells == ["pagecache", "35", "100 (earlyoom)", "50", "yes", "oomd 2 of 3",
                      "20 (oomd): no"]
+
+
+def test_runs_go_in_rounds_every_cell_once_a_round(killers: ModuleType) -> None:
+    configs: list[tuple[str, dict[str, object]]] = [("oomguard", {}), ("earlyoom", {})]
+    order = [(n, s, k) for n, s, k, _ in killers.run_order(["spike", "shmem"], configs, 2)]
+    assert order == [(1, "spike", "oomguard"), (1, "spike", "earlyoom"),
+                     (1, "shmem", "oomguard"), (1, "shmem", "earlyoom"),
+                     (2, "spike", "oomguard"), (2, "spike", "earlyoom"),
+                     (2, "shmem", "oomguard"), (2, "shmem", "earlyoom")]
+
+
+@pytest.mark.parametrize(("scenarios", "configs", "said"), [
+    (["spike", "nope"], [("earlyoom", {})], "unknown scenario 'nope'"),
+    (["spike"], [("earlyoom", {}), ("nokiller", {})], "unknown killer 'nokiller'"),
+    (["spike"], [("oomguard", {"reap_after_ms": "x"})], "reap_after_ms='x' is not a valid int"),
+])
+def test_a_bad_cell_is_one_line_before_any_run(
+        killers: ModuleType, scenarios: list[str], configs: list[tuple[str, dict[str, object]]],
+        said: str) -> None:
+    bad = killers.preflight(scenarios, configs)
+    assert bad is not None and said in bad and "\n" not in bad
+    assert killers.preflight(["spike", "shmem"], [("oomguard", {}), ("earlyoom", {})]) is None
+
+
+def test_the_script_refuses_a_bad_cell_before_it_fetches_a_kernel(
+        killers: ModuleType, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    def no_fetch(spec: str) -> None:
+        raise AssertionError(f"kernel {spec} fetched before the cells were checked")
+
+    monkeypatch.setattr(killers.kernels, "get", no_fetch)
+    monkeypatch.setattr(sys, "argv", ["killers.py", "--scenario", "spike", "--scenario", "nope"])
+    assert killers.main() == 2
+    err = capsys.readouterr().err
+    assert err.startswith("killers.py: unknown scenario 'nope'") and err.count("\n") == 1
+    monkeypatch.setattr(sys, "argv", ["killers.py", "--repeat", "0"])
+    assert killers.main() == 2
+    assert capsys.readouterr().err == "killers.py: --repeat must be at least 1\n"
