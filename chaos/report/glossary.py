@@ -44,6 +44,14 @@ TERMS: tuple[Term, ...] = (
          "tasks that took its CPU when it was preempted, with the wait after each; 'vCPU "
          "time the host took' is how long the host kept the guest's vCPUs waiting for a "
          "host CPU in the teardown (summed over vCPUs; the guest counts that as on a CPU)."),
+    Term("exit-at", "exit at, collected at",
+         "In a run's victim table: 'exit at' is when the kernel recorded the victim's exit "
+         "(sched:sched_process_exit, after its memory was released), the end of its "
+         "time-to-kill; 'collected at' is when its pidfd said it had exited and the "
+         "harness collected it. In between: the rest of its exit (closing its files, "
+         "handing its children to a new parent, its other threads) and the harness's own "
+         "delay (metrics.exit_lag_ms, the largest over the victims); time-to-kill does not "
+         "count it."),
     Term("recover", "recover",
          "From the victim gone to memory and pressure back to normal (metrics.recover_ms)."),
     Term("time-to-kill", "time-to-kill",

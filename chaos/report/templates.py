@@ -310,14 +310,17 @@ in reclaim {{ r.metrics.victim_reclaim_after_signal_ms | ms }}{% endif %}{% endi
 {% if r.victims %}
 <table>
 <thead><tr><th>victim</th><th>pid</th><th>expected</th><th>died</th><th>killed by</th>\
-<th>signal</th><th class="num">signal at</th><th class="num">exit at</th><th>exit</th></tr></thead>
+<th>signal</th><th class="num">signal at</th><th class="num">exit at</th>\
+<th class="num">collected at</th><th>exit</th></tr></thead>
 <tbody>{% for x in r.victims %}
 <tr><td>{{ x.instance }}{% if x.stressor %} <span class="muted">({{ x.stressor }})</span>\
 {% endif %}</td><td>{{ x.pid }}</td><td>{{ "yes" if x.expected else "no" }}</td>
 <td>{{ "yes" if x.died else "no" }}</td><td>{{ x.killed_by or "–" }}\
 {% if x.killer_comm %} ({{ x.killer_comm }}){% endif %}</td>
 <td>{{ x.exit_signal if x.exit_signal is not none else "–" }}</td>
-<td class="num">{{ x.signal_t_ns | rel(r) }}</td><td class="num">{{ x.exit_t_ns | rel(r) }}</td>
+<td class="num">{{ x.signal_t_ns | rel(r) }}</td>
+<td class="num">{{ (x.kernel_exit_t_ns or x.exit_t_ns) | rel(r) }}</td>
+<td class="num">{{ x.exit_t_ns | rel(r) }}</td>
 <td>{{ x.exit_code if x.exit_code is not none else "–" }}</td></tr>
 {% endfor %}</tbody>
 </table>

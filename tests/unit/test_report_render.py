@@ -292,3 +292,30 @@ def test_cli_renders_and_reports_unreadable_files_with_status_0(
     assert "cut.json" in captured.err and "12 results, 1 unreadable" in captured.out
     empty = parser.parse_args(["report", str(tmp_path / "nothing"), "-o", str(tmp_path / "o2")])
     assert empty.func(empty) == 1
+
+
+def test_victim_table_gives_the_kernels_exit_and_when_the_harness_collected_it(
+        tmp_path: Path) -> None:
+    """fork_storm at 15061a4: the kernel recorded the exit 23 ms after danger (the end of
+    time-to-kill), the harness collected the pidfd at +0.545 s; the table showed only the
+    second, beside a time-to-kill of 23 ms."""
+    r = sample_result(killer="oomguard", ttk_ms=23.0)
+    (v,) = r.victims
+    assert r.t0_ns is not None and v.exit_t_ns is not None
+    v.kernel_exit_t_ns = r.t0_ns + 23_000_000
+    v.exit_t_ns = r.t0_ns + 545_000_000
+    r.write(tmp_path / "results" / "r.json")
+    render([tmp_path / "results"], tmp_path / "out")
+    (page_file,) = (tmp_path / "out").glob("*/oomguard.html")
+    page = Page(page_file.read_text())
+    rows = [page.text_of(i) for i in page.find("tr")]
+    (head,) = [t for t in rows if t.startswith("victim ")]
+    assert "signal at exit at collected at exit" in head
+    (row,) = [t for t in rows if t.startswith("hog ")]
+    assert "+0.023 +0.545" in row
+    v.kernel_exit_t_ns = None  # not traced: the pidfd's time is all there is
+    r.write(tmp_path / "results" / "r.json")
+    render([tmp_path / "results"], tmp_path / "out")
+    page = Page(page_file.read_text())
+    (row,) = [page.text_of(i) for i in page.find("tr") if page.text_of(i).startswith("hog ")]
+    assert "+0.545 +0.545" in row
