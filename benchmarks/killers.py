@@ -26,9 +26,10 @@ and their total ms; majflt = the killer's major page faults after ready, summed 
 runs (its own pages evicted and read back), and how many of them fell around danger;
 reasons = the failure codes seen. Percentiles are the report's (chaos.report.stats).
 Then, per scenario, oomguard's ttk p50 against half the best other killer's (issue #7),
-each over the runs that reached the danger line; runs in which a killer killed before
-danger ever came (a pre-emption: its ttk is then a teardown alone) are counted apart, and
-the last column answers again with them counted too.
+each over the runs that reached the danger line, the other killers' over the runs they
+passed; runs in which a killer killed before danger ever came (a pre-emption: its ttk
+is then a teardown alone) are counted apart, and the last column answers again with
+them counted too.
 Runs go in rounds (every scenario and killer once, then again), so a slow hour of
 the host falls on every killer alike. --from DIR re-renders both tables from kept
 results, without running anything.
@@ -132,7 +133,10 @@ def pre_empted(results: list[Result]) -> list[Result]:
 def halves(rows: list[Row]) -> str:
     """Per scenario: is oomguard's ttk p50 at most half the best other killer's (issue #7)?
 
-    Both sides count only runs that reached danger (`raced`). Runs in which another
+    The other killers' times count only from runs they passed: where the kernel killed
+    first (KERNEL_OOM_FIRST) the time is the kernel's, and where a killer also killed a
+    bystander (OVERKILL) its early kill is not one to beat. oomguard's count from all its
+    runs. Both sides count only runs that reached danger (`raced`). Runs in which another
     killer pre-empted danger are counted in their own column, and the last column
     gives the answer with their teardown-only times counted too, so either reading
     can be checked."""
@@ -144,18 +148,33 @@ def halves(rows: list[Row]) -> str:
         if len(ours) != 1 or not others:
             continue
         mine = _p50(raced(ours[0].results))
-        best = _best([(_p50(raced(r.results)), r) for r in others])
-        strict = _best([(_p50(r.results), r) for r in others])
+        best = _best([(_p50(raced(passed(r.results))), r) for r in others])
+        strict = _best([(_p50(passed(r.results)), r) for r in others])
+        left_out = [note for r in others if (note := _left_out(r))]
         if best is None and strict is None:
+            out.append((scenario, _ms(mine), "-", "-", "no other killer passed",
+                        ", ".join(left_out), "-"))
             continue
-        pre = [f"{r.killer} {len(pre_empted(r.results))} of {len(r.results)}"
-               for r in others if pre_empted(r.results)]
         out.append((scenario, _ms(mine), _named(best), _ms(best and best[0] / 2),
-                    _meets(mine, best), ", ".join(pre) or "-",
+                    _meets(mine, best), ", ".join(left_out) or "-",
                     f"{_named(strict)}: {_meets(_p50(ours[0].results), strict)}"))
     header = ("scenario", "oomguard ttk p50", "best other p50", "half", "oomguard <= half",
-              "others' runs with no danger", "counting those too")
+              "others' runs left out", "counting no-danger runs too")
     return columns(header, out)
+
+
+def passed(results: list[Result]) -> list[Result]:
+    return [r for r in results if r.verdict.passed]
+
+
+def _left_out(row: Row) -> str:
+    """Which of another killer's runs the race reading leaves out, and why."""
+    n = len(row.results)
+    failed = n - len(passed(row.results))
+    early = len(pre_empted(passed(row.results)))
+    parts = ([f"{failed} of {n} failed"] if failed else []) + (
+        [f"{early} of {n} before danger"] if early else [])
+    return f"{row.killer} {', '.join(parts)}" if parts else ""
 
 
 def _p50(results: list[Result]) -> float | None:

@@ -66,8 +66,30 @@ def test_a_kill_before_danger_is_counted_apart_from_the_races(
     cells = [c.strip() for c in line.split("  ") if c.strip()]
     # races: 35 against earlyoom's 100 (oomd's one race took 300); with the pre-emptions
     # oomd's p50 is 20, and 35 > 10
-    assert cells == ["pagecache", "35", "100 (earlyoom)", "50", "yes", "oomd 2 of 3",
-                     "20 (oomd): no"]
+    assert cells == ["pagecache", "35", "100 (earlyoom)", "50", "yes",
+                     "oomd 2 of 3 before danger", "20 (oomd): no"]
+
+
+def test_another_killers_failed_runs_are_not_times_to_beat(
+        killers: ModuleType, tmp_path: Path) -> None:
+    """oomd's 14 ms kill that also took a bystander (OVERKILL) and a kill the kernel made
+    first (KERNEL_OOM_FIRST, the kernel's 2 s) are left out: its one passed run, 300 ms,
+    is oomd's time. When no other killer passed, the row says so."""
+    runs = [("evict", "oomguard", 100.0, ()), ("evict", "earlyoom", 700.0, ()),
+            ("evict", "oomd", 14.0, ("OVERKILL",)),
+            ("evict", "oomd", 2000.0, ("KERNEL_OOM_FIRST",)), ("evict", "oomd", 300.0, ()),
+            ("mixed", "oomguard", 50.0, ()), ("mixed", "earlyoom", 1800.0, ("KILLER_STARVED",))]
+    for n, (scenario, killer, ttk, fail) in enumerate(runs, 1):
+        r = sample_result(scenario=scenario, run_id=f"s.{n}", killer=killer, ttk_ms=ttk,
+                          fail=fail)
+        r.spec["killer"] = {"name": killer, "options": {}}
+        r.write(tmp_path / "run" / f"s.{n}--{scenario}.json")
+    lines = killers.halves(killers.from_dirs([tmp_path / "run"])).splitlines()
+    evict, mixed = ([c.strip() for c in line.split("  ") if c.strip()] for line in lines[2:])
+    assert evict == ["evict", "100", "300 (oomd)", "150", "yes", "oomd 2 of 3 failed",
+                     "300 (oomd): yes"]
+    assert mixed == ["mixed", "50", "-", "-", "no other killer passed",
+                     "earlyoom 1 of 1 failed", "-"]
 
 
 def test_runs_go_in_rounds_every_cell_once_a_round(killers: ModuleType) -> None:
