@@ -125,7 +125,10 @@ def test_the_sampler_sees_threads_wait_for_a_cpu(tmp_path: Path) -> None:
     assert set(w.wait_ms) == {"cpu0", "cpu1", "cpu2"}
     assert len(w.t_ns) > 20
     share = w.steal_pct()
-    assert share is not None and 45 < share < 85, share
+    # three threads on one CPU run at most a third of the time each, so each waits at
+    # least two thirds (less the sampling's edges); anything else on that CPU (another
+    # test worker, a guest) only adds to the wait, so there is no upper bound but 100
+    assert share is not None and 55 < share < 99, share
     # the heartbeat carried this host's own clock: the mapping is (nearly) the identity;
     # file times are coarse (one jiffy), hence the tolerance
     offset = w.guest_minus_host_ns()
