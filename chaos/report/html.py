@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import jinja2
 from markupsafe import Markup
 
+from chaos.probes.phases import victim_gone_ns
 from chaos.report import glossary, paths, svg
 from chaos.report import timeline as timeline_mod
 from chaos.report.history import History, Regression
@@ -134,6 +135,7 @@ def _environment(data: Inputs) -> jinja2.Environment:
 
     env.filters.update({
         "ms": ms, "pct": pct, "evidence": evidence, "rel": rel_seconds,
+        "gone_ns": victim_gone_ns,
         "system_info": system_info, "logs": logs, "tail": tail,
         "line_count": lambda text: text.count("\n") + (0 if text.endswith("\n") else 1),
         "plural": lambda n: "" if n == 1 else "s",

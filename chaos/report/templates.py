@@ -319,7 +319,7 @@ in reclaim {{ r.metrics.victim_reclaim_after_signal_ms | ms }}{% endif %}{% endi
 {% if x.killer_comm %} ({{ x.killer_comm }}){% endif %}</td>
 <td>{{ x.exit_signal if x.exit_signal is not none else "–" }}</td>
 <td class="num">{{ x.signal_t_ns | rel(r) }}</td>
-<td class="num">{{ (x.kernel_exit_t_ns or x.exit_t_ns) | rel(r) }}</td>
+<td class="num">{{ x | gone_ns | rel(r) }}</td>
 <td class="num">{{ x.exit_t_ns | rel(r) }}</td>
 <td>{{ x.exit_code if x.exit_code is not none else "–" }}</td></tr>
 {% endfor %}</tbody>
