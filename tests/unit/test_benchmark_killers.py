@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
 
+import benchmark_script
 import pytest
 
 from chaos.report.samples import sample_result
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "killers.py"
-
 
 @pytest.fixture(scope="module")
 def killers() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_killers", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script.load("killers")
 
 
 def test_a_row_is_named_by_its_killer_and_options(killers: ModuleType) -> None:
