@@ -131,15 +131,16 @@ class Child(ExitInfo):
             log = open(log_path, "ab") if log_path else None
             try:
                 for raw in self.popen.stdout:
+                    read_ns = time.monotonic_ns()  # one stamp a line, before the log's write
                     if log:
                         log.write(raw)
                         log.flush()
                     line = raw.decode(errors="replace").rstrip("\n")
                     self.lines.append(line)
                     if self.stamped is not None:
-                        self.stamped.append((time.monotonic_ns(), line))
+                        self.stamped.append((read_ns, line))
                     if not self.ready.is_set() and self.ready_pattern in line:
-                        self.ready_t_ns = time.monotonic_ns()
+                        self.ready_t_ns = read_ns
                         self.ready.set()
             finally:
                 if log:

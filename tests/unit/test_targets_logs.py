@@ -149,6 +149,7 @@ def test_a_childs_lines_are_stamped_when_they_are_read() -> None:
     lines = list(child.stamped)
     assert [line for _, line in lines] == ["first", "second", "unterminated"]
     assert lines[0][0] < before <= lines[1][0] <= lines[2][0]
+    assert child.ready_t_ns == lines[0][0]  # the ready line has one stamp, not two
 
 
 def test_only_a_child_asked_to_keeps_stamped_lines() -> None:
