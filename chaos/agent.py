@@ -35,6 +35,7 @@ from chaos.probes.phases import (
     fill_reclaim,
     reclaim_after_signal_ms,
     reclaim_episodes,
+    victim_gone_ns,
 )
 from chaos.probes.sampler import ArenaSource, Sampler
 from chaos.probes.tracing import TraceRecord, TraceSession, TracingError, clock_skew_ns
@@ -536,7 +537,7 @@ class Run:
         m = self.result.metrics
         last_gone = 0
         for v in self.result.victims:
-            gone = v.kernel_exit_t_ns or v.exit_t_ns
+            gone = victim_gone_ns(v)
             if not (v.expected and v.died and v.signal_t_ns is not None and gone):
                 continue
             tids = self.group_pids.get(v.instance, set()) | {v.pid}
