@@ -1,9 +1,10 @@
 """How much of a killed victim's teardown can a userspace killer take off it? Prints a table.
 
-A victim (private anonymous memory in 8 MiB mmaps, as the anon hog maps it; with
-``--small``, MADV_NOHUGEPAGE: all 4 KiB pages, as a hog's tail is under pressure) is
-killed and freed one of these ways, and timed from the signal to its exit (its pidfd
-readable: exit_mm is done by then, so its memory is back):
+A victim (private anonymous memory in 8 MiB mmaps, as the anon hog maps it; huge pages
+where the kernel gives them, and ``--small-mib`` of it, or with ``--small`` all of it,
+MADV_NOHUGEPAGE: 4 KiB pages, as a hog's tail is under pressure) is killed and freed
+one of these ways, and timed from the signal to its exit (its pidfd readable: exit_mm is
+done by then, so its memory is back):
 
   exit         SIGKILL; the victim frees its memory alone, in its exit
   exit_fifo    the same, the victim first given SCHED_FIFO 1 (oomguard's hasten)
@@ -23,6 +24,7 @@ each kill (the guest only; it slows the kill ~3x); ``--stacks FUNC`` records FUN
 callers instead (e.g. which spinlock the reaps wait for).
 
     python benchmarks/teardown.py --kernel 6.1 --small --size 160 --rounds 8
+    python benchmarks/teardown.py --kernel 6.1 --size 560 --small-mib 140   # spike's hog
     python benchmarks/teardown.py --here --small --size 160 --rounds 8
     python benchmarks/teardown.py --kernel 6.1 --small --size 160 --rounds 1 \\
         --way reap2_held --stacks native_queued_spin_lock_slowpath
@@ -140,16 +142,17 @@ def _mem_free_kib() -> int:
     return 0
 
 
-def _victim(size_mib: int, small: bool, go_r: int, ready_w: int) -> None:
+def _victim(size_mib: int, small_mib: int, go_r: int, ready_w: int) -> None:
     """The child: back to a normal task, wait to be in its cgroup, map and touch, sleep."""
     os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     os.sched_setaffinity(0, range(os.cpu_count() or 1))
     os.read(go_r, 1)
     page = b"\x5a" * 4096
     maps = []
-    for _ in range(size_mib // CHUNK_MIB):
+    chunks = size_mib // CHUNK_MIB
+    for i in range(chunks):
         m = mmap.mmap(-1, CHUNK_MIB * MiB, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        if small:
+        if i >= chunks - small_mib // CHUNK_MIB:  # the tail, as a hog's under pressure
             m.madvise(MADV_NOHUGEPAGE)
         for _ in range(CHUNK_MIB * MiB // len(page)):
             m.write(page)
@@ -245,14 +248,14 @@ def callers(text: str) -> list[str]:
     return _header(text) + [f"{n:5d} {fn}" for fn, n in seen.most_common(25)]
 
 
-def one(way: str, rnd: int, size_mib: int, small: bool, cgroups: VictimCgroup,
+def one(way: str, rnd: int, size_mib: int, small_mib: int, cgroups: VictimCgroup,
         reaper: SecondReaper, tracer: Tracer | None) -> Run:
     go_r, go_w = os.pipe()
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
-            _victim(size_mib, small, go_r, ready_w)
+            _victim(size_mib, small_mib, go_r, ready_w)
         finally:
             os._exit(1)
     pidfd = os.pidfd_open(pid)
@@ -327,7 +330,7 @@ def measure(a: argparse.Namespace) -> int:
     try:
         for rnd in range(a.rounds):
             for way in a.way or WAYS:
-                run = one(way, rnd, a.size, a.small, cgroups, reaper, tracer)
+                run = one(way, rnd, a.size, a.small_mib, cgroups, reaper, tracer)
                 print(json.dumps(asdict(run)), flush=True)
                 for line in tracer.summary() if tracer else []:
                     print(f"# {rnd} {way}: {line}", flush=True)
@@ -365,7 +368,7 @@ def in_guest(a: argparse.Namespace) -> tuple[str, str, int]:
 
     kernel = kernels.get(a.kernel)
     argv = [sys.executable, str(Path(__file__).resolve()), "--measure", "--size", str(a.size),
-            "--rounds", str(a.rounds), *(["--small"] if a.small else []),
+            "--rounds", str(a.rounds), "--small-mib", str(a.small_mib),
             *(["--trace", a.trace] if a.trace else []),
             *(["--stacks", a.stacks] if a.stacks else [])]
     for w in a.way:
@@ -383,7 +386,7 @@ def here(a: argparse.Namespace) -> tuple[str, str, int]:
     import subprocess
 
     argv = [sys.executable, str(Path(__file__).resolve()), "--measure", "--size", str(a.size),
-            "--rounds", str(a.rounds), *(["--small"] if a.small else [])]
+            "--rounds", str(a.rounds), "--small-mib", str(a.small_mib)]
     for w in a.way:
         argv += ["--way", w]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=a.timeout)
@@ -398,6 +401,8 @@ def main() -> int:
     ap.add_argument("--memory", type=int, default=1024, help="guest MiB")
     ap.add_argument("--size", type=int, default=160, help="victim MiB")
     ap.add_argument("--small", action="store_true", help="MADV_NOHUGEPAGE: all small pages")
+    ap.add_argument("--small-mib", type=int, default=0,
+                    help="this much of the victim MADV_NOHUGEPAGE (its last mmaps)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--way", action="append", default=[], choices=WAYS)
     ap.add_argument("--timeout", type=float, default=1200)
@@ -412,13 +417,17 @@ def main() -> int:
         ap.error("--trace and --stacks are for guests: they patch the running kernel")
     if a.rounds < 1:
         ap.error("--rounds must be >= 1")
+    if a.small:
+        a.small_mib = a.size
+    if not 0 <= a.small_mib <= a.size or a.small_mib % CHUNK_MIB:
+        ap.error(f"--small-mib must be 0..--size, in steps of {CHUNK_MIB}")
     if a.measure:
         return measure(a)
     out, err, status = here(a) if a.here else in_guest(a)
     runs = [Run(**json.loads(line)) for line in out.splitlines() if line.startswith("{")]
     if a.raw:
         Path(a.raw).write_text(out)
-    print(f"victim {a.size} MiB{', MADV_NOHUGEPAGE' if a.small else ''}, "
+    print(f"victim {a.size} MiB, {a.small_mib} MiB of it MADV_NOHUGEPAGE, "
           f"{a.rounds} round(s); ms")
     print(table(runs))
     for line in out.splitlines():

@@ -85,6 +85,8 @@ def test_the_table_has_a_row_per_way_measured(teardown: ModuleType) -> None:
     (["--size", "600"], "--size must be 8..512 MiB"),
     (["--here", "--trace", "release_pages"], "--trace and --stacks are for guests"),
     (["--rounds", "0"], "--rounds must be >= 1"),
+    (["--small-mib", "12"], "--small-mib must be 0..--size, in steps of 8"),
+    (["--size", "160", "--small-mib", "168"], "--small-mib must be 0..--size"),
     (["--way", "nope"], "invalid choice: 'nope'"),
 ])
 def test_bad_input_is_refused_before_anything_starts(args: list[str], says: str) -> None:
