@@ -74,6 +74,8 @@ def _cmd_testbed_boot(args: argparse.Namespace) -> int:
     if run.exit_status is None:
         tail = "\n".join(run.console.strip().splitlines()[-20:])
         print(f"chaos: {run.failure}\n--- console (last lines) ---\n{tail}", file=sys.stderr)
+        if run.post_mortem:
+            print(f"--- {run.post_mortem.rstrip()}", file=sys.stderr)
         return 1
     print(f"chaos: exit status {run.exit_status} (kernel {kernel.release}, {run.accel}, "
           f"guest up in {(run.boot_ms or 0) / 1000:.1f} s, {run.wall_s:.1f} s in all)",

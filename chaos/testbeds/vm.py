@@ -30,7 +30,7 @@ from pathlib import Path
 from chaos.kernels import Kernel, cache_dir
 from chaos.procs import set_pdeathsig
 from chaos.state import RunRecord, state_dir
-from chaos.testbeds import initramfs
+from chaos.testbeds import initramfs, postmortem
 from chaos.testbeds.steal import VcpuSampler, VcpuWait
 
 QEMU = "qemu-system-x86_64"
@@ -91,6 +91,7 @@ class VmRun:
     # the host's view of the vCPU threads: how long they waited for a host CPU
     vcpu_wait: VcpuWait = field(default_factory=VcpuWait)
     qemu_signal: int = 0  # the signal qemu itself died of, if one did (not its guest)
+    post_mortem: str = ""  # a hung guest's registers and its answer to an NMI (postmortem)
 
 
 def qemu_binary() -> str:
@@ -130,7 +131,7 @@ def _cmdline(cfg: VmConfig) -> str:
     return " ".join([
         "console=ttyS0", "rdinit=/init", "panic=-1", "psi=1", "delayacct", "loglevel=5",
         "tsc=reliable", "mitigations=off", "systemd.unified_cgroup_hierarchy=1",
-        f"chaos.swap_mib={cfg.swap_mib}",
+        *postmortem.KERNEL_ARGS, f"chaos.swap_mib={cfg.swap_mib}",
     ])
 
 
@@ -145,7 +146,7 @@ def qemu_argv(cfg: VmConfig, initrd: Path, share: Path, console: Path, accel: st
         "-m", str(cfg.memory_mib), "-smp", str(cfg.cpus),
         "-kernel", str(cfg.kernel.vmlinuz), "-initrd", str(initrd), "-append", _cmdline(cfg),
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-        "-serial", f"file:{console}", "-monitor", "none",
+        "-serial", f"file:{console}", *postmortem.QEMU_ARGS,
         "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,"
                    "multidevs=remap",
         "-virtfs", f"local,path={share},mount_tag=chaosshare,security_model=none",
@@ -191,9 +192,10 @@ def _guest_env(cfg: VmConfig, share: Path, scratch_ext4: bool) -> dict[str, str]
                                initramfs.SHARE_MOUNT, scratch_ext4)
 
 
-def _tail(path: Path) -> str:
+def _tail(path: Path, end: int | None = None) -> str:
+    """The console's last CONSOLE_TAIL bytes (before ``end``, if given)."""
     try:
-        data = path.read_bytes()
+        data = path.read_bytes()[:end]
     except OSError:
         return ""
     return data[-CONSOLE_TAIL:].decode(errors="replace")
@@ -325,7 +327,8 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
     initrd = initramfs.build(cfg.kernel, cache_dir() / "initramfs")
     cmd = qemu_argv(cfg, initrd, share, console, accel, name)
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    # stdin: qemu's monitor, asked only if the guest hangs (postmortem)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, preexec_fn=set_pdeathsig)
     if record is not None:
         record.add_process(proc.pid, f"qemu {name}")
@@ -370,16 +373,23 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
             time.sleep(0.02)
     finally:
         sampler.stop()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        qemu_out = proc.communicate(timeout=30)[0].decode(errors="replace")
+        console_end = postmortem.size(console)  # what the guest said before any NMI
+        post = ""
+        if hung and proc.poll() is None:
+            pm, qemu_out = postmortem.ask(proc, console, console_end)
+            post = pm.text()
+        else:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            qemu_out = proc.communicate(timeout=30)[0].decode(errors="replace")
+        qemu_out = postmortem.qemu_messages(qemu_out)
         if record is not None:
             record.remove_process(proc.pid)
         (share / SCRATCH_IMAGE).unlink(missing_ok=True)
         if cfg.flood_socket:  # qemu binds its end of the flood NIC and leaves it behind
             Path(cfg.flood_socket + ".qemu").unlink(missing_ok=True)
     wall = time.monotonic() - t0
-    console_text = _tail(console)
+    console_text = _tail(console, console_end)
     status_file = share / "exit_status"
     status = int(status_file.read_text().strip()) if status_file.exists() else None
     panicked = _panicked(console_text)
@@ -394,7 +404,7 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
                  console=console_text + ("\n[qemu] " + qemu_out if qemu_out.strip() else ""),
                  accel=accel, boot_ms=boot_ms, wall_s=round(wall, 3), hung=hung,
                  panicked=panicked, failure=failure, pid=proc.pid, milestones=milestones,
-                 vcpu_wait=sampler.record,
+                 vcpu_wait=sampler.record, post_mortem=post,
                  qemu_signal=-proc.returncode if proc.returncode and proc.returncode < 0 else 0)
 
 

@@ -192,6 +192,8 @@ def _run(scenario: Scenario, kernel: Kernel, share: Path, record: RunRecord | No
     result.testbed.memory_mib = result.testbed.memory_mib or cfg.memory_mib
     result.testbed.cpus = result.testbed.cpus or cfg.cpus
     result.logs["console"] = vm.console
+    if vm.post_mortem:
+        result.logs["post_mortem"] = vm.post_mortem
     if vm.stdout or vm.stderr:
         result.logs["agent_output"] = (vm.stdout + vm.stderr)[-100_000:]
     result.system["vm_wall_s"] = str(vm.wall_s)

@@ -82,12 +82,21 @@ def _qemu_pids() -> set[int]:
 
 
 def test_hung_guest_is_killed_at_its_deadline(default_kernel: Kernel, tmp_path: Path) -> None:
-    run = boot_fresh(VmConfig(kernel=default_kernel, boot_timeout_s=60), ["sleep", "600"],
-                     tmp_path, deadline_s=3)
+    """A guest busy in a shell loop at its deadline is killed, but first asked what it
+    was doing (postmortem): every vCPU's registers, and the guest kernel's answer to an
+    NMI, a backtrace naming the task on the CPU; kept apart from its own console."""
+    run = boot_fresh(VmConfig(kernel=default_kernel, boot_timeout_s=60),
+                     ["sh", "-c", "while :; do :; done"], tmp_path, deadline_s=3)
     assert run.hung and run.exit_status is None, said(run)
     assert "deadline" in run.failure
     assert run.wall_s < 90  # from qemu's start (waiting for a VM slot does not count)
     assert run.pid and not psutil.pid_exists(run.pid)
+    pm = run.post_mortem
+    vcpus = [line for line in pm.splitlines() if line.startswith("CPU#")]
+    assert len(vcpus) == 2, pm
+    assert any("HLT=0" in line for line in vcpus), pm  # the loop's vCPU, not halted
+    assert "the guest kernel answered the NMI:" in pm and "Comm: sh" in pm, pm
+    assert "NMI" not in run.console and not run.panicked  # its panic is the post-mortem's
 
 
 def test_guest_that_never_comes_up(default_kernel: Kernel, tmp_path: Path) -> None:
