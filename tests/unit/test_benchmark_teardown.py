@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from types import ModuleType
 
 import benchmark_script
 import pytest
-
-SCRIPT = benchmark_script.BENCHMARKS / "teardown.py"
 
 # As function_graph prints calls of filtered functions (6.1 guest, funcgraph-tail on):
 # leaves on one line, a nested call's time on its closing line.
@@ -89,9 +86,12 @@ def test_the_table_has_a_row_per_way_measured(teardown: ModuleType) -> None:
     (["--size", "160", "--small-mib", "168"], "--small-mib must be 0..--size"),
     (["--way", "nope"], "invalid choice: 'nope'"),
 ])
-def test_bad_input_is_refused_before_anything_starts(args: list[str], says: str) -> None:
-    done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 2
-    assert says in done.stderr
-    assert done.stdout == ""
+def test_bad_input_is_refused_before_anything_starts(
+        teardown: ModuleType, args: list[str], says: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", ["teardown.py", *args])
+    with pytest.raises(SystemExit) as exit_:
+        teardown.main()
+    assert exit_.value.code == 2
+    out, err = capsys.readouterr()
+    assert says in err and out == ""
