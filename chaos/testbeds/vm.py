@@ -389,7 +389,7 @@ def _boot(cfg: VmConfig, argv: Sequence[str], share: Path, deadline_s: float,
         if cfg.flood_socket:  # qemu binds its end of the flood NIC and leaves it behind
             Path(cfg.flood_socket + ".qemu").unlink(missing_ok=True)
     wall = time.monotonic() - t0
-    console_text = _tail(console, console_end)
+    console_text = _tail(console, console_end if post else None)
     status_file = share / "exit_status"
     status = int(status_file.read_text().strip()) if status_file.exists() else None
     panicked = _panicked(console_text)
