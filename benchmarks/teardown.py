@@ -55,6 +55,7 @@ CHUNK_MIB = 8
 MADV_NOHUGEPAGE = 15
 SYS_PIDFD_SEND_SIGNAL = 424
 SYS_PROCESS_MRELEASE = 448
+PR_SET_PDEATHSIG = 1
 KILLER_PRIORITY = 10  # the killer's threads; the hastened victim gets 1
 TRACING = Path("/sys/kernel/tracing")
 ERRNAMES = {3: "ESRCH", 4: "EINTR", 11: "EAGAIN", 22: "EINVAL", 38: "ENOSYS"}
@@ -101,10 +102,17 @@ class VictimCgroup:
             root.mkdir(exist_ok=True)
             (v2 / "cgroup.subtree_control").write_text("+memory")
             (root / "cgroup.subtree_control").write_text("+memory")
-            return cls(root, v1=False)
+            return cls(root, v1=False).swept()
         root = v2 / "memory" / "chaos-teardown"
         root.mkdir(exist_ok=True)
-        return cls(root, v1=True)
+        return cls(root, v1=True).swept()
+
+    def swept(self) -> VictimCgroup:
+        """Without the victims' cgroups a killed run left (their victims died with it)."""
+        for stale in self.root.iterdir():
+            if stale.is_dir():
+                self.remove(stale)
+        return self
 
     def make(self, name: str, limit_mib: int) -> Path:
         cg = self.root / name
@@ -143,7 +151,11 @@ def _mem_free_kib() -> int:
 
 
 def _victim(size_mib: int, small_mib: int, go_r: int, ready_w: int) -> None:
-    """The child: back to a normal task, wait to be in its cgroup, map and touch, sleep."""
+    """The child: back to a normal task, wait to be in its cgroup, map and touch, sleep.
+    It dies with the measuring process, whatever ends that."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:
+        os._exit(1)  # the parent was gone before the prctl
     os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     os.sched_setaffinity(0, range(os.cpu_count() or 1))
     os.read(go_r, 1)
@@ -320,6 +332,10 @@ def measure(a: argparse.Namespace) -> int:
     if len(cpus) < 2:
         print("teardown.py: needs two CPUs (the second reaper's)", file=sys.stderr)
         return 2
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)  # through the finally blocks: victim, cgroups
+
+    signal.signal(signal.SIGTERM, stop)
     cgroups = VictimCgroup.make_root()
     os.sched_setaffinity(0, {cpus[0]})
     os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(KILLER_PRIORITY))
