@@ -195,12 +195,13 @@ def test_docker_engine_that_stops_answering_is_an_error(default_kernel: Kernel,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The guest's engine is frozen mid-run: the run ends as an error, not a hang.
 
-    The engine-call deadline is cut from 30 s to 12 s (the override is passed into the
-    guest): each second of it was a second of CI's one VM slot. A healthy engine's
-    slowest call seen in a CI guest, starting a container, took 6-8 s."""
+    The engine-call deadline is cut from 30 s to 20 s (the override is passed into the
+    guest): each second of it is a second of CI's one VM slot. A healthy engine's
+    slowest call, starting a container, took 6-8 s in earlier CI guests, and more than
+    12 s in one on 2026-12-07 (a slow host: the run ended there, before any freeze)."""
     from chaos.runtimes.dockerd import CALL_TIMEOUT_ENV
 
-    monkeypatch.setenv(CALL_TIMEOUT_ENV, "12")
+    monkeypatch.setenv(CALL_TIMEOUT_ENV, "20")
     scenario = hold(faulty("stops-engine", 20), guest_mib=1024)  # room for the engine
     scenario = dataclasses.replace(scenario, stressors=tuple(
         dataclasses.replace(st, runtime="docker") for st in scenario.stressors))
@@ -208,7 +209,8 @@ def test_docker_engine_that_stops_answering_is_an_error(default_kernel: Kernel,
     # The agent's own deadline on the engine call fired, not the VM's (TESTBED_HUNG).
     # (No wall-clock bound here: boot and engine start-up under emulation vary 2x by host.)
     assert r.error.startswith("TESTBED_ERROR: the Docker engine stopped answering"), r.error
-    assert "within 12 s" in r.error, r.error
+    assert "within 20 s" in r.error, r.error
+    assert "starting the container" not in r.error  # frozen mid-run, not before it
     assert "EngineUnresponsive" in r.logs["agent"]
     assert "dockerd" in r.logs
     assert r.victims[0].died  # the kill itself went through cgroup.kill, not the engine
