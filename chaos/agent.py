@@ -97,6 +97,7 @@ class Run:
         self.killer: Child | None = None
         self.killer_stopped = False  # its log has been taken (once)
         self.victims: list[tuple[Child, str, str]] = []  # child, instance, stressor name
+        self.staged: set[str] = set()  # instances started ahead (Launcher.stage)
         self.bystanders: list[Child] = []
         self.killer_tids: set[int] = set()
         # instance -> every pid seen in its scope: a stressor of several processes (hogs
@@ -287,7 +288,9 @@ class Run:
         for st in self.s.stressors:
             staged = st.instance in launch.staged
             handle = launch.start(st)
-            if not staged:
+            if staged:
+                self.staged.add(st.instance)
+            else:
                 stack.callback(handle.stop)
             # A Child, or a Child-like container handle (chaos.runtimes.base.Handle).
             self.victims.append((cast(Child, handle), st.instance, st.name))
@@ -461,7 +464,8 @@ class Run:
                                     killer_comm=att.sender_comm, signal_t_ns=att.signal_t_ns,
                                     expected=spec.victim, stressor=name,
                                     activity=_activity(child),
-                                    work_start_t_ns=getattr(child, "ready_t_ns", None))
+                                    work_start_t_ns=getattr(child, "ready_t_ns", None),
+                                    staged=instance in self.staged)
             if died and not att.killed_by and child.exit_signal:
                 outcome.killed_by = "other"
             r.victims.append(outcome)

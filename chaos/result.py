@@ -94,6 +94,8 @@ class VictimOutcome:
     expected: bool = True  # the scenario expects this one to die
     stressor: str = ""
     activity: dict[str, float] = field(default_factory=dict)  # what it actually did
+    # started ahead while the killer started, gated until then (Launcher.stage)
+    staged: bool = False
 
 
 @dataclass
