@@ -123,11 +123,17 @@ class Launcher:
         else:
             handle = self.cgroup.start(plan, cg, env)
             self.start_ms[spec.instance] = round((time.monotonic() - t0) * 1000, 1)
-        if plan.needs.flood_nic and not self.flooding:  # its sockets are bound: flood now
+        if plan.needs.flood_nic:  # its sockets are bound: flood now
+            self.ask_flood()
+        return handle
+
+    def ask_flood(self) -> None:
+        """Ask the host to flood the NIC, once a run however many stressors need it; the
+        stop is asked at close at the latest."""
+        if not self.flooding:
             guest.ask_host_flood(start=True)
             self.flooding = True
             self.undo.append(self.stop_flood)
-        return handle
 
     def stop_flood(self) -> None:
         """Ask the host to stop flooding the NIC, once the measured run is over: under a

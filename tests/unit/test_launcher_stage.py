@@ -117,8 +117,11 @@ def test_the_host_flood_is_stopped_once_when_the_run_is_over(
     share = tmp_path / "share"
     share.mkdir()
     monkeypatch.setenv(guest.SHARE_ENV, str(share))
-    launcher.flooding = True  # as start() leaves it for a udp_storm from outside
-    launcher.undo.append(launcher.stop_flood)
+    launcher.ask_flood()  # as start() does for a udp_storm from outside
+    assert (share / "flood.go").exists()
+    (share / "flood.go").unlink()
+    launcher.ask_flood()  # a second stressor that needs the flood: asked once
+    assert not (share / "flood.go").exists()
     launcher.stop_flood()
     assert (share / "flood.stop").exists()
     (share / "flood.stop").unlink()
