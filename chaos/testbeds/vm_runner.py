@@ -15,7 +15,7 @@ from pathlib import Path
 from chaos.kernels import Kernel
 from chaos.result import Result
 from chaos.runtimes.netflood import HostFlood
-from chaos.scenario import Scenario
+from chaos.scenario import Scenario, SpecError
 from chaos.state import RunRecord
 from chaos.testbeds import initramfs, unfinished
 from chaos.testbeds.steal import fill_steal
@@ -106,6 +106,19 @@ def never_started(vm: VmRun) -> str:
     return (vm.failure or "guest stopped before it came up")[:300]
 
 
+def read_guest_result(scenario: Scenario, path: Path) -> Result:
+    """The agent's result; one this host cannot read (a guest that ran other code: the
+    source tree changed during a batch) is this run's error, its text kept in its logs,
+    not the end of the batch."""
+    try:
+        return Result.read(path)
+    except SpecError as exc:
+        result = unfinished(scenario, f"TESTBED_ERROR: the guest's result is unreadable "
+                                      f"here ({exc}); its text is in logs.guest_result")
+        result.logs["guest_result"] = path.read_text(errors="replace")
+        return result
+
+
 def host_flood(scenario: Scenario, socket_dir: Path, share: Path) -> HostFlood | None:
     """The host side of every stressor that needs the flood NIC (one flood, all ports)."""
     from chaos.runtimes.base import make_plan
@@ -173,7 +186,7 @@ def _run(scenario: Scenario, kernel: Kernel, share: Path, record: RunRecord | No
     retried = "; ".join(faults)
     result_file = share / "result.json"
     if result_file.exists() and not vm.hung:
-        result = Result.read(result_file)
+        result = read_guest_result(scenario, result_file)
     elif vm.hung:
         result = unfinished(scenario, f"TESTBED_HUNG: {vm.failure}")
     elif vm.panicked:

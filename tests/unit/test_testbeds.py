@@ -145,6 +145,26 @@ def test_a_run_takes_fresh_guests_after_emulator_faults(
     assert retried.count("Oops: int3") == min(faults, vm_runner.GUEST_ATTEMPTS - 1)
 
 
+def test_a_result_this_host_cannot_read_is_the_runs_error_not_the_batchs(
+        tmp_path: Path) -> None:
+    """A guest that ran newer code (a field this host does not know) ends its own run
+    with TESTBED_ERROR and its text kept; the caller goes on to the next run."""
+    from chaos.testbeds import vm_runner
+
+    scenario = catalogue.get("spike").build(KillerSpec("kernel"), "cgroup")
+    path = tmp_path / "result.json"
+    Result(scenario="spike", run_id=scenario.run_id).write(path)
+    text = path.read_text().replace('"victims": []',
+                                    '"victims": [{"instance": "hog", "pid": 7, "cgroup": "c", '
+                                    '"from_a_newer_guest": true}]')
+    assert "from_a_newer_guest" in text
+    path.write_text(text)
+    r = vm_runner.read_guest_result(scenario, path)
+    assert r.error.startswith("TESTBED_ERROR: the guest's result is unreadable here")
+    assert "from_a_newer_guest" in r.error and r.logs["guest_result"] == text
+    assert r.killer.name == "kernel" and r.run_id == scenario.run_id
+
+
 @pytest.mark.parametrize("never, boots", [(1, 2), (3, 3)], ids=["once", "every-time"])
 def test_a_run_boots_again_when_a_guest_never_came_up(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, never: int, boots: int) -> None:
