@@ -39,6 +39,12 @@ SCRATCH_MOUNT = Path("/run/chaos-scratch")
 FLOOD_MAC = "52:54:00:c4:a0:5e"
 FLOOD_GUEST_IP = "10.213.0.2"
 FLOOD_HOST_IP = "10.213.0.1"
+# Jumbo frames: an emulated guest pays per frame (an interrupt, a NAPI poll, an skb). At
+# 1500 bytes a 20 MiB/s flood took a 6.12 guest's CPUs (the hog grew at 0.2-5 MiB/s and
+# danger never came in 3 of 6 runs); at 9000 the guest took the whole flood and danger
+# came in all 6 (3 at 20 MiB/s, 3 at 10; docs/measurements.md). Memory is charged to the
+# sockets by the byte either way.
+FLOOD_MTU = 9000
 LOCK = Path("/run/chaos-guest.lock")
 
 
@@ -179,7 +185,7 @@ def flood_nic() -> str:
         iface = _wait_for(_flood_iface, "the flood NIC").name
         addrs = subprocess.run(["ip", "-o", "addr", "show", "dev", iface], capture_output=True,
                                text=True, timeout=30).stdout
-        cmds = [["ip", "link", "set", iface, "up"]]
+        cmds = [["ip", "link", "set", iface, "mtu", str(FLOOD_MTU), "up"]]
         if FLOOD_GUEST_IP not in addrs:
             cmds.insert(0, ["ip", "addr", "add", f"{FLOOD_GUEST_IP}/24", "dev", iface])
         for argv in cmds:

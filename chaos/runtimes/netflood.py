@@ -22,10 +22,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from chaos.runtimes.guest import FLOOD_GUEST_IP, FLOOD_HOST_IP, FLOOD_MAC
+from chaos.runtimes.guest import FLOOD_GUEST_IP, FLOOD_HOST_IP, FLOOD_MAC, FLOOD_MTU
 
 GO, STOP = "flood.go", "flood.stop"
 HOST_MAC = bytes.fromhex("525400c0ffee")
+PAYLOAD_BYTES = FLOOD_MTU - 20 - 8  # a full frame at the guest's MTU (IPv4 and UDP headers)
 
 
 def _checksum(header: bytes) -> int:
@@ -50,7 +51,7 @@ class HostFlood(threading.Thread):
     """Floods ``ports`` of the guest at ``rate_mib_s`` while the guest asks for it."""
 
     def __init__(self, prefix: str, share: Path, ports: Sequence[int], rate_mib_s: float = 20.0,
-                 payload_bytes: int = 1400, deadline_s: float = 600.0) -> None:
+                 payload_bytes: int = PAYLOAD_BYTES, deadline_s: float = 600.0) -> None:
         super().__init__(name="chaos-host-flood", daemon=True)
         self.prefix, self.share, self.ports = prefix, share, ports
         self.rate_mib_s, self.deadline_s = rate_mib_s, deadline_s

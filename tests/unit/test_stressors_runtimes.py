@@ -276,7 +276,9 @@ def test_host_flood_waits_for_go_and_sends_to_qemu(tmp_path: Path) -> None:
         qemu.recv(2048)  # nothing before flood.go
     (tmp_path / netflood.GO).write_text("go")
     qemu.settimeout(3)
-    assert qemu.recv(2048)[:6] == bytes.fromhex(guest.FLOOD_MAC.replace(":", ""))
+    first = qemu.recv(65536)
+    assert first[:6] == bytes.fromhex(guest.FLOOD_MAC.replace(":", ""))
+    assert len(first) == 14 + guest.FLOOD_MTU  # full frames at the MTU the guest sets
     (tmp_path / netflood.STOP).write_text("stop")
     flood.join(5)
     assert not flood.is_alive() and flood.sent >= 1
