@@ -98,6 +98,8 @@ class Run:
         self.killer_stopped = False  # its log has been taken (once)
         self.victims: list[tuple[Child, str, str]] = []  # child, instance, stressor name
         self.staged: set[str] = set()  # instances started ahead (Launcher.stage)
+        # a VM is discarded after the run: its trace instances are left (TraceSession)
+        self.throwaway = scenario.testbed.kind == "vm"
         self.bystanders: list[Child] = []
         self.killer_tids: set[int] = set()
         # instance -> every pid seen in its scope: a stressor of several processes (hogs
@@ -166,7 +168,7 @@ class Run:
             self.trace = TraceSession(f"chaos-{s.run_id}", SCENARIO_EVENTS,
                                       filters={"signal/signal_generate":
                                                "sig == 9 || sig == 15 || sig == 6 || sig == 2"},
-                                      buffer_kb=8192).start()
+                                      buffer_kb=8192, throwaway=self.throwaway).start()
             stack.callback(self.trace.remove)
             self.clock_mark = self.trace.mark(f"chaos-clock {s.run_id}")
         except (TracingError, OSError) as exc:
@@ -205,7 +207,8 @@ class Run:
         r.killer.pids = [self.killer.pid]
         try:
             self.killer_trace = TraceSession(f"chaos-{self.s.run_id}-killer", KILLER_EVENTS,
-                                             pids=(self.killer.pid,), buffer_kb=4096).start()
+                                             pids=(self.killer.pid,), buffer_kb=4096,
+                                             throwaway=self.throwaway).start()
             stack.callback(self.killer_trace.remove)
         except (TracingError, OSError):
             self.killer_trace = None
@@ -305,7 +308,8 @@ class Run:
                 # and parsing 30 000 switches cost a guest under emulation 3-5 s a run.
                 self.victim_trace = TraceSession(
                     f"chaos-{self.s.run_id}-victims", VICTIM_EVENTS,
-                    pids=tuple(sorted(self.victim_traced)), buffer_kb=128).start()
+                    pids=tuple(sorted(self.victim_traced)), buffer_kb=128,
+                    throwaway=self.throwaway).start()
                 stack.callback(self.victim_trace.remove)
             except (TracingError, OSError):
                 self.victim_trace = None

@@ -103,3 +103,22 @@ def test_a_task_added_later_is_traced(tmp_path: Path) -> None:
         session.remove()
         if child.poll() is None:
             child.kill()
+
+
+def test_a_throwaway_session_only_stops_tracing_at_remove() -> None:
+    """In a VM that is discarded after the run, remove() leaves the events registered
+    (unregistering one patches kernel text, where a TCG guest hung) and only stops the
+    ring; a normal remove() then takes the instance away."""
+    skip_unless_root()
+    session = TraceSession(f"chaos-unit-keep-{os.getpid()}", ("sched/sched_process_exit",),
+                           pids=(os.getpid(),), throwaway=True)
+    try:
+        session.start()
+        session.remove()
+        assert session.path.is_dir()
+        assert (session.path / "tracing_on").read_text().strip() == "0"
+        assert (session.path / "events/sched/sched_process_exit/enable").read_text()[0] == "1"
+    finally:
+        session.throwaway = False
+        session.remove()
+    assert not session.path.exists()
