@@ -53,6 +53,16 @@ def stuck_on_int3(console: str) -> bool:
     return "asm_exc_int3" in console and any(s in console for s in STALLS)
 
 
+def trapped_in_int3(post_mortem: str) -> bool:
+    """A hung guest's NMI backtrace (postmortem) is in the int3 trap: the stall of
+    stuck_on_int3 with nothing on the console. Seen in a 6.1 `pagecache` run under TCG
+    (2026-12-08): both vCPUs in exc_int3 (a timer softirq in try_to_wake_up) while the
+    agent's rmdir of a trace instance unregistered a tracepoint (text_poke_bp), at the
+    run's end, before the result was written."""
+    answer = post_mortem.partition("answered the NMI")[2]
+    return "exc_int3" in answer
+
+
 # Guests a run may take when the emulator, not the scenario, kills them (guest_fault):
 # one CI run of ~60 guests had 5 such faults, two of them in a row in one cell.
 GUEST_ATTEMPTS = 3
@@ -87,6 +97,9 @@ def fresh_guest_reason(vm: VmRun, share: Path) -> str:
         return f"never came up: {vm.failure}"[:300]
     if vm.qemu_signal in EMULATOR_CRASHES and not vm.hung and not (share / "result.json").exists():
         return f"qemu crashed ({signal.Signals(vm.qemu_signal).name})"
+    if (vm.hung and vm.accel == "tcg" and trapped_in_int3(vm.post_mortem)
+            and not (share / "result.json").exists()):
+        return "hung in the int3 trap (its answer to the post-mortem NMI): half-patched text"
     if guest_fault(vm.console, share, vm.accel):
         lines = vm.console.strip().splitlines()
         oops = [line for line in lines

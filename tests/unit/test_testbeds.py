@@ -182,6 +182,43 @@ def test_a_run_boots_again_when_a_guest_never_came_up(
         assert r.error == "TESTBED_HUNG: guest did not come up within 90 s"
 
 
+# From the post-mortem of a 6.1 guest hung under TCG (2026-12-08, `pagecache`), cut down.
+INT3_POST_MORTEM = """post-mortem: registers per vCPU (qemu's monitor)
+CPU#0 RIP=ffffffffb8e44ffe CPL=0 HLT=0 RFL=00000002
+CPU#1 RIP=ffffffffb8e44ffe CPL=0 HLT=0 RFL=00000002
+the guest kernel answered the NMI:
+[  186.369068] Uhhuh. NMI received for unknown reason 21 on CPU 0.
+[  186.372363] CPU: 0 PID: 121 Comm: chaos-agent Not tainted 6.1.0-57-amd64 #1  Debian 6.1.192-3
+[  186.377150] RIP: 0010:exc_int3+0x4e/0x120
+[  186.379151]  asm_exc_int3+0x35/0x40
+[  186.379168] RIP: 0010:try_to_wake_up+0x9e/0x540
+[  186.379895]  text_poke_bp_batch+0x29f/0x300
+[  186.380224]  instance_rmdir+0x81/0x90
+"""
+LOOP_POST_MORTEM = """post-mortem: registers per vCPU (qemu's monitor)
+CPU#0 RIP=0000559a1c2f1e4a CPL=3 HLT=0 RFL=00000246
+the guest kernel answered the NMI:
+[   60.100000] CPU: 0 PID: 88 Comm: sh Not tainted 6.1.0-57-amd64 #1  Debian 6.1.192-3
+[   60.100100] RIP: 0033:0x559a1c2f1e4a
+"""
+
+
+@pytest.mark.parametrize("post_mortem, boots, error", [
+    (INT3_POST_MORTEM, 2, ""),
+    (LOOP_POST_MORTEM, 1, "TESTBED_HUNG: guest still running at its deadline (182 s)")],
+    ids=["trapped-in-int3", "a-task-looping"])
+def test_a_hung_guest_gets_a_fresh_one_only_when_its_nmi_answer_is_the_int3_trap(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, post_mortem: str, boots: int,
+        error: str) -> None:
+    hung = VmRun(None, "", "", "chaos-init: root ready", "tcg", 4000.0, 182.0, hung=True,
+                 failure="guest still running at its deadline (182 s)",
+                 post_mortem=post_mortem)
+    n, r = _run_with_stubbed_boots(tmp_path, monkeypatch, 1, hung)
+    assert n == boots
+    assert r.error == error
+    assert ("int3 trap" in r.system.get("testbed_retried", "")) == (boots == 2)
+
+
 def _beats(path: Path) -> int:
     text = path.read_text() if path.exists() else ""
     return int(text.split()[0]) if text.strip() else 0  # caught between truncate and write
