@@ -57,6 +57,7 @@ from chaos.targets.base import Layout, Target, TargetError, tail
 HARNESS_MEMORY_MIN = 96 << 20
 KILLER_LOG_LINES = 20_000  # of a killer's output kept, each stamped with when it was read
 SCENARIO_EVENTS = ("signal/signal_generate", "oom/mark_victim", "sched/sched_process_exit")
+FATAL_SIGNALS = "sig == 9 || sig == 15 || sig == 6 || sig == 2"  # signal_generate's filter
 # the victims' reclaim passes: is a slow teardown the victim finishing one (see phases.py)
 VICTIM_EVENTS = ("vmscan/mm_vmscan_direct_reclaim_begin", "vmscan/mm_vmscan_direct_reclaim_end",
                  "vmscan/mm_vmscan_memcg_reclaim_begin", "vmscan/mm_vmscan_memcg_reclaim_end",
@@ -98,8 +99,6 @@ class Run:
         self.killer_stopped = False  # its log has been taken (once)
         self.victims: list[tuple[Child, str, str]] = []  # child, instance, stressor name
         self.staged: set[str] = set()  # instances started ahead (Launcher.stage)
-        # a VM is discarded after the run: its trace instances are left (TraceSession)
-        self.throwaway = scenario.testbed.kind == "vm"
         self.bystanders: list[Child] = []
         self.killer_tids: set[int] = set()
         # instance -> every pid seen in its scope: a stressor of several processes (hogs
@@ -165,11 +164,8 @@ class Run:
         self.layout = Layout(cgroup_root=tree.root, cgroup_version=tree.version,
                              workdir=self.workdir, harness_pids=(os.getpid(),))
         try:
-            self.trace = TraceSession(f"chaos-{s.run_id}", SCENARIO_EVENTS,
-                                      filters={"signal/signal_generate":
-                                               "sig == 9 || sig == 15 || sig == 6 || sig == 2"},
-                                      buffer_kb=8192, throwaway=self.throwaway).start()
-            stack.callback(self.trace.remove)
+            self.trace = self._start_trace(stack, "", SCENARIO_EVENTS, buffer_kb=8192,
+                                           filters={"signal/signal_generate": FATAL_SIGNALS})
             self.clock_mark = self.trace.mark(f"chaos-clock {s.run_id}")
         except (TracingError, OSError) as exc:
             self._event(time.monotonic_ns(), "warning", detail=f"no tracing: {exc}")
@@ -180,6 +176,17 @@ class Run:
         stack.callback(self.sampler.stop)
         self.kmsg = _Kmsg()
         stack.callback(self.kmsg.close)
+
+    def _start_trace(self, stack: ExitStack, suffix: str, events: tuple[str, ...],
+                     buffer_kb: int, pids: tuple[int, ...] = (),
+                     filters: dict[str, str] | None = None) -> TraceSession:
+        """A tracefs instance of this run, removed when the run ends; a VM's are only
+        stopped, since the guest is thrown away (TraceSession.throwaway)."""
+        session = TraceSession(f"chaos-{self.s.run_id}{suffix}", events, filters=filters or {},
+                               pids=pids, buffer_kb=buffer_kb,
+                               throwaway=self.s.testbed.kind == "vm").start()
+        stack.callback(session.remove)
+        return session
 
     def start_killer(self, stack: ExitStack) -> None:
         r = self.result
@@ -206,10 +213,8 @@ class Run:
         self.killer_spawned = time.monotonic()
         r.killer.pids = [self.killer.pid]
         try:
-            self.killer_trace = TraceSession(f"chaos-{self.s.run_id}-killer", KILLER_EVENTS,
-                                             pids=(self.killer.pid,), buffer_kb=4096,
-                                             throwaway=self.throwaway).start()
-            stack.callback(self.killer_trace.remove)
+            self.killer_trace = self._start_trace(stack, "-killer", KILLER_EVENTS,
+                                                  pids=(self.killer.pid,), buffer_kb=4096)
         except (TracingError, OSError):
             self.killer_trace = None
 
@@ -306,11 +311,9 @@ class Run:
             try:
                 # A small ring: only its end (the signal to the exit) is read, and reading
                 # and parsing 30 000 switches cost a guest under emulation 3-5 s a run.
-                self.victim_trace = TraceSession(
-                    f"chaos-{self.s.run_id}-victims", VICTIM_EVENTS,
-                    pids=tuple(sorted(self.victim_traced)), buffer_kb=128,
-                    throwaway=self.throwaway).start()
-                stack.callback(self.victim_trace.remove)
+                self.victim_trace = self._start_trace(
+                    stack, "-victims", VICTIM_EVENTS,
+                    pids=tuple(sorted(self.victim_traced)), buffer_kb=128)
             except (TracingError, OSError):
                 self.victim_trace = None
 
