@@ -26,7 +26,8 @@ from chaos.runtimes.guest import FLOOD_GUEST_IP, FLOOD_HOST_IP, FLOOD_MAC, FLOOD
 
 GO, STOP = "flood.go", "flood.stop"
 HOST_MAC = bytes.fromhex("525400c0ffee")
-PAYLOAD_BYTES = FLOOD_MTU - 20 - 8  # a full frame at the guest's MTU (IPv4 and UDP headers)
+IPV4_HEADER, UDP_HEADER = 20, 8
+PAYLOAD_BYTES = FLOOD_MTU - IPV4_HEADER - UDP_HEADER  # a full frame at the guest's MTU
 
 
 def _checksum(header: bytes) -> int:
@@ -38,9 +39,9 @@ def _checksum(header: bytes) -> int:
 
 def frame(port: int, payload: bytes) -> bytes:
     """Ethernet + IPv4 + UDP to ``FLOOD_GUEST_IP:port`` (UDP checksum 0: allowed on IPv4)."""
-    udp_len = 8 + len(payload)
+    udp_len = UDP_HEADER + len(payload)
     udp = struct.pack("!HHHH", 40000, port, udp_len, 0)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, 0, 0x4000, 64, 17, 0,
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, IPV4_HEADER + udp_len, 0, 0x4000, 64, 17, 0,
                      socket.inet_aton(FLOOD_HOST_IP), socket.inet_aton(FLOOD_GUEST_IP))
     ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
     dst = bytes.fromhex(FLOOD_MAC.replace(":", ""))
