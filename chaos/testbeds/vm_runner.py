@@ -95,10 +95,10 @@ def fresh_guest_reason(vm: VmRun, share: Path) -> str:
     was killed at 90 s (no fault on its console)."""
     if vm.hung and vm.boot_ms is None:
         return f"never came up: {vm.failure}"[:300]
-    if vm.qemu_signal in EMULATOR_CRASHES and not vm.hung and not (share / "result.json").exists():
+    no_result = not (share / "result.json").exists()
+    if vm.qemu_signal in EMULATOR_CRASHES and not vm.hung and no_result:
         return f"qemu crashed ({signal.Signals(vm.qemu_signal).name})"
-    if (vm.hung and vm.accel == "tcg" and trapped_in_int3(vm.post_mortem)
-            and not (share / "result.json").exists()):
+    if vm.hung and vm.accel == "tcg" and no_result and trapped_in_int3(vm.post_mortem):
         return "hung in the int3 trap (its answer to the post-mortem NMI): half-patched text"
     if guest_fault(vm.console, share, vm.accel):
         lines = vm.console.strip().splitlines()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -102,9 +103,12 @@ def test_any_kernel_fault_before_the_scenario_began_is_not_a_finding(tmp_path: P
 
 
 def _run_with_stubbed_boots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: int,
-                            bad_run: VmRun) -> tuple[int, Result]:
+                            bad_run: VmRun,
+                            edit: Callable[[str], str] = lambda text: text,
+                            ) -> tuple[int, Result]:
     """vm_runner.run with boot stubbed (pure logic): the first ``bad`` guests end as
-    ``bad_run``, the next writes a result. Returns (guests booted, the run's result)."""
+    ``bad_run``, the next writes a result (its text through ``edit``). Returns (guests
+    booted, the run's result)."""
     from chaos.kernels import Kernel
     from chaos.testbeds import vm_runner
 
@@ -116,7 +120,9 @@ def _run_with_stubbed_boots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad
         booted.append(1)
         if len(booted) <= bad:
             return bad_run
-        Result(scenario="spike", run_id=scenario.run_id).write(share / "result.json")
+        path = share / "result.json"
+        Result(scenario="spike", run_id=scenario.run_id).write(path)
+        path.write_text(edit(path.read_text()))
         return VmRun(0, "", "", "", "tcg", 4000.0, 20.0)
 
     monkeypatch.setattr(vm_runner, "boot", boot)
@@ -146,23 +152,23 @@ def test_a_run_takes_fresh_guests_after_emulator_faults(
 
 
 def test_a_result_this_host_cannot_read_is_the_runs_error_not_the_batchs(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A guest that ran newer code (a field this host does not know) ends its own run
-    with TESTBED_ERROR and its text kept; the caller goes on to the next run."""
-    from chaos.testbeds import vm_runner
+    with TESTBED_ERROR and its text kept: vm_runner.run returns, the caller goes on."""
+    written: list[str] = []
 
-    scenario = catalogue.get("spike").build(KillerSpec("kernel"), "cgroup")
-    path = tmp_path / "result.json"
-    Result(scenario="spike", run_id=scenario.run_id).write(path)
-    text = path.read_text().replace('"victims": []',
-                                    '"victims": [{"instance": "hog", "pid": 7, "cgroup": "c", '
-                                    '"from_a_newer_guest": true}]')
-    assert "from_a_newer_guest" in text
-    path.write_text(text)
-    r = vm_runner.read_guest_result(scenario, path)
+    def newer(text: str) -> str:
+        assert '"victims": []' in text
+        written.append(text.replace('"victims": []', '"victims": [{"instance": "hog", '
+                                    '"pid": 7, "cgroup": "c", "from_a_newer_guest": true}]'))
+        return written[0]
+
+    n, r = _run_with_stubbed_boots(tmp_path, monkeypatch, 0, VmRun(0, "", "", "", "tcg",
+                                                                    4000.0, 20.0), newer)
+    assert n == 1
     assert r.error.startswith("TESTBED_ERROR: the guest's result is unreadable here")
-    assert "from_a_newer_guest" in r.error and r.logs["guest_result"] == text
-    assert r.killer.name == "kernel" and r.run_id == scenario.run_id
+    assert "from_a_newer_guest" in r.error and r.logs["guest_result"] == written[0]
+    assert r.killer.name == "kernel" and r.testbed.boot_ms == 4000.0
 
 
 @pytest.mark.parametrize("never, boots", [(1, 2), (3, 3)], ids=["once", "every-time"])
